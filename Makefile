@@ -1,0 +1,61 @@
+# synthstudy: `make reproduce` runs the whole study (quick profile by default), `make test` checks it.
+# Every target installs what it needs first, so both work on a fresh machine.
+PROFILE ?= quick
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST_FILES := train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz
+
+.PHONY: setup data reproduce test unit notebooks-smoke lab bench sync clean help
+
+help:
+	@echo "make reproduce [PROFILE=quick|smoke|full]  run the study's notebooks -> results/, figures/"
+	@echo "make test                                  unit tests + every notebook on the smoke profile"
+	@echo "make bench                                 speed/accuracy benchmark table (2-5 min budgets, 3 seeds)"
+	@echo "make lab                                   JupyterLab on notebooks/"
+	@echo "make setup | data | sync | clean"
+
+# Virtual environment with the pinned packages; reinstalls only when pyproject.toml changes.
+setup: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Fashion-MNIST, offline: $$SYNTHSTUDY_DATA, the Debian package's folder, or ./data (see synthstudy/data.py).
+data:
+	@for d in "$$SYNTHSTUDY_DATA" /usr/share/datasets/fashion-mnist ./data; do \
+	  if [ -n "$$d" ] && [ -f "$$d/train-images-idx3-ubyte.gz" ] && [ -f "$$d/t10k-labels-idx1-ubyte.gz" ]; then \
+	    echo "Fashion-MNIST found in $$d"; exit 0; fi; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+	  echo "Fashion-MNIST is missing. Get it one of three ways:"; \
+	  echo "  1. sudo apt-get install dataset-fashion-mnist   (Debian/Ubuntu; or run 'make data' as root)"; \
+	  echo "  2. export SYNTHSTUDY_DATA=/folder/with/the/four/idx.gz/files"; \
+	  echo "  3. copy $(FMNIST_FILES) into ./data"; \
+	  exit 1; fi
+
+reproduce: setup data
+	$(PY) -m synthstudy.reproduce --profile $(PROFILE)
+
+# Unit tests, then every notebook end to end on the smoke profile (tests/test_notebooks.py).
+# Without Fashion-MNIST (no root, no files) the tests that need it are skipped, the rest still run.
+test: setup
+	-@$(MAKE) --no-print-directory data
+	$(PY) -m pytest
+
+bench: setup data
+	$(PY) -m synthstudy.bench
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Re-pair notebooks/*.ipynb with their .py sources (the .py files are the truth).
+sync: setup
+	$(VENV)/bin/jupytext --sync notebooks/*.py
+
+clean:
+	rm -rf results/ .pytest_cache

@@ -1,0 +1,108 @@
+"""`make bench`: speed and accuracy of the real-data classifier on full Fashion-MNIST, as a printed table.
+
+    python -m synthstudy.bench                       # both budgets x 3 seeds (~25 min on 2 cores)
+    python -m synthstudy.bench --points 2min --seeds 0
+
+For each budget point (a fixed step count chosen so that training fits the named wall-clock budget on the
+reference 2-core machine) and each seed it trains the `cnn` classifier on all 60,000 training images (a fixed
+recipe: nothing is selected, so no validation split is needed), scores the 10,000 test images, and reports
+accuracy, training wall time, images/s, and the achieved GFLOP/s (FLOPs of one training step counted by
+torch.utils.flop_counter) next to an fp32 matmul peak measured in the same run. Results are also written to
+results/bench/bench.json and bench.md. Timings are only meaningful on an otherwise idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import data, metrics, models, runs, sources, train
+
+# name -> (TrainConfig overrides, wall-clock budget in s). Step counts were sized from measured throughput.
+POINTS = {
+    "2min": (dict(steps=2800, batch_size=128, lr=0.1), 120),
+    "5min": (dict(steps=7000, batch_size=128, lr=0.1), 300),
+}
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Best-of-`repeats` fp32 GEMM rate with the current thread count: the ceiling for dense compute here."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def train_flops_per_image(model_name: str, cfg: train.TrainConfig, image_shape, num_classes: int) -> float:
+    """FLOPs of one forward+backward pass, per image (counted, not estimated)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model = models.create_model(model_name, image_shape[0], num_classes, image_shape[-1])
+    x = torch.randn(cfg.batch_size, *image_shape)
+    y = torch.randint(0, num_classes, (cfg.batch_size,))
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / cfg.batch_size
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", nargs="+", default=list(POINTS), choices=list(POINTS),
+                        help="budget points to run (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds per point (default: 0 1 2)")
+    parser.add_argument("--model", default="cnn", help="classifier name in synthstudy.models (default: cnn)")
+    parser.add_argument("--device", default="cpu", help="cpu (the reference) | auto | cuda")
+    args = parser.parse_args(argv)
+    models.create_model(args.model, 1, 10, 28)   # refuse unknown names before loading anything
+    splits = data.load("fashion_mnist")
+    threads = train.cpu_threads()
+    torch.set_num_threads(threads)
+    peak = matmul_peak_gflops()
+    print(f"fp32 matmul peak on {threads} threads: {peak:.1f} GFLOP/s", flush=True)
+    rows = []
+    for point in args.points:
+        overrides, budget = POINTS[point]
+        probe_cfg = train.TrainConfig(**overrides, device=args.device, progress=False)
+        flops = train_flops_per_image(args.model, probe_cfg, splits.image_shape, splits.num_classes)
+        for seed in args.seeds:
+            cfg = train.TrainConfig(**overrides, seed=seed, device=args.device, progress=True)
+            model = models.create_model(args.model, 1, splits.num_classes, 28)
+            result = train.fit(model, sources.ImageSetSource(splits.train), cfg)
+            acc = train.evaluate(result.model, splits.test, cfg)["accuracy"]
+            row = {"point": point, "budget_s": budget, "seed": seed, "model": args.model, **overrides,
+                   "test_accuracy": acc, "train_seconds": result.seconds, "images_per_s": result.images_per_s,
+                   "gflops": flops * result.images_per_s / 1e9, "peak_gflops": peak, "threads": threads}
+            rows.append(row)
+            print(f"  {point} seed {seed}: {acc:.2%} in {result.seconds:.0f} s "
+                  f"({result.images_per_s:.0f} img/s, {row['gflops']:.1f} GFLOP/s)", flush=True)
+    table = render(rows, peak)
+    print("\n" + table)
+    out = runs.results_root() / "bench"
+    runs.write_json(out / "bench.json", {"rows": rows, "environment": runs.environment(args.device)})
+    runs.write_text(out / "bench.md", table + "\n")
+    return 0
+
+
+def render(rows: list[dict], peak: float) -> str:
+    import pandas as pd
+    frame = pd.DataFrame(rows)
+    lines = ["| budget | steps × batch | seeds | test accuracy (%, mean ± 95% CI) | train time (s) | images/s | "
+             "GFLOP/s (% of fp32 matmul peak) |", "|---|---|---|---|---|---|---|"]
+    for point, g in frame.groupby("point", sort=False):
+        acc = metrics.format_ci(*metrics.mean_ci(g["test_accuracy"]))
+        t_mean, t_ci = metrics.mean_ci(g["train_seconds"])
+        gf = g["gflops"].mean()
+        lines.append(f"| {point} (≤ {g['budget_s'].iloc[0]} s) | {g['steps'].iloc[0]} × {g['batch_size'].iloc[0]} | "
+                     f"{len(g)} | {acc} | {t_mean:.0f} (max {g['train_seconds'].max():.0f}) | "
+                     f"{g['images_per_s'].mean():.0f} | {gf:.1f} ({gf / peak:.0%} of {peak:.0f}) |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

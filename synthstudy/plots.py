@@ -1,0 +1,59 @@
+"""Figure style and the plot kinds notebooks share; figures are saved as PNG and SVG, atomically.
+
+    >>> from synthstudy import plots
+    >>> fig = plots.accuracy_vs_size(summary, x="n", hue="arm")
+    >>> plots.save(fig, "baseline_accuracy_vs_n", run_dir, publish=True)   # run_dir/figures and figures/
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "ipympl")) else None
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .runs import PROJECT_ROOT, atomic_path  # noqa: E402
+
+FIGURES_DIR = PROJECT_ROOT / "figures"
+
+
+def style():
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "svg.fonttype": "none"})
+
+
+def accuracy_vs_size(summary, x: str = "n", hue: str | None = None, ax=None, label: str = "test accuracy (%)",
+                     logx: bool = True):
+    """Mean with a 95% CI band per hue level; `summary` comes from metrics.summarize."""
+    style()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+    groups = summary.groupby(hue) if hue else [(None, summary)]
+    for name, g in groups:
+        g = g.sort_values(x)
+        line, = ax.plot(g[x], g["mean"] * 100, marker="o", label=name)
+        ax.fill_between(g[x], g["ci_low"] * 100, g["ci_high"] * 100, color=line.get_color(), alpha=0.2)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(label)
+    if hue:
+        ax.legend(title=hue)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def save(fig, name: str, run_dir: Path, publish: bool) -> list[Path]:
+    """Write `name`.png/.svg into `run_dir/figures`, and into the repo's `figures/` when `publish`."""
+    folders = [Path(run_dir) / "figures"] + ([FIGURES_DIR] if publish else [])
+    written = []
+    for folder in folders:
+        for ext in ("png", "svg"):
+            path = folder / f"{name}.{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=ext, bbox_inches="tight")
+            written.append(path)
+    return written

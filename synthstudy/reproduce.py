@@ -1,0 +1,89 @@
+"""Execute the study's notebooks with papermill on one profile: what `make reproduce` runs.
+
+    python -m synthstudy.reproduce --profile quick              # every notebook, in order
+    python -m synthstudy.reproduce --profile smoke --notebooks baseline
+    python -m synthstudy.reproduce --profile quick -p steps 500 # override one parameter for this call
+
+The jupytext `.py` sources in notebooks/ are the truth: each is converted in memory, given the parameters of
+`configs/<profile>.yaml` that it declares (plus any `-p` overrides), executed with papermill, and saved to
+`results/<profile>/<notebook>/<notebook>.ipynb`. Notebooks record their cells as they go, so rerunning after an
+interruption skips what finished. Bad profile or notebook names are refused before anything runs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import config
+from .runs import PROJECT_ROOT, atomic_path, results_root
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+# Execution order: later notebooks read what earlier ones cached (the baseline first).
+NOTEBOOKS = ["baseline"]
+
+
+def notebook_parameters(notebook) -> dict:
+    import papermill
+    return papermill.inspect_notebook(notebook)
+
+
+def execute(name: str, profile: str, overrides: dict | None = None, kernel: str = "python3",
+            progress: bool = True) -> Path:
+    """Run one notebook on a profile; returns the path of the executed copy."""
+    import jupytext
+    import papermill
+    source = NOTEBOOK_DIR / f"{name}.py"
+    nb = jupytext.read(source)
+    out_dir = results_root() / profile / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / f"{name}.input.ipynb") as tmp:
+        jupytext.write(nb, tmp, fmt="ipynb")
+        input_path = out_dir / f"{name}.input.ipynb"
+        tmp.replace(input_path)
+    declared = notebook_parameters(str(input_path))
+    values = {**config.load_profile(profile), **(overrides or {}), "profile": profile}
+    params = {k: v for k, v in values.items() if k in declared}
+    unknown = sorted(set(overrides or {}) - set(declared))
+    if unknown:
+        raise config.ParameterError(f"-p {unknown}: {name} has no such parameter; its parameters: "
+                                    f"{', '.join(sorted(declared))}")
+    output = out_dir / f"{name}.ipynb"
+    start = time.perf_counter()
+    papermill.execute_notebook(str(input_path), str(output), parameters=params, kernel_name=kernel,
+                               cwd=str(NOTEBOOK_DIR), progress_bar=progress)
+    input_path.unlink(missing_ok=True)
+    print(f"[reproduce] {name} on {profile}: {time.perf_counter() - start:.0f} s -> {output}", flush=True)
+    return output
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="quick", help=f"one of {', '.join(config.profiles())} (default: quick)")
+    parser.add_argument("--notebooks", nargs="*", default=None,
+                        help=f"subset to run, in the study's order (default: all of {', '.join(NOTEBOOKS)})")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="override a parameter; VALUE is read as YAML (e.g. -p seeds '[0,1,2]')")
+    parser.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
+    args = parser.parse_args(argv)
+    try:
+        config.load_profile(args.profile)                     # refuses unknown profiles before any work
+        names = args.notebooks if args.notebooks else NOTEBOOKS
+        unknown = [n for n in names if n not in NOTEBOOKS]
+        if unknown:
+            raise config.ParameterError(f"notebooks={unknown} are unknown; allowed values: {', '.join(NOTEBOOKS)}")
+        overrides = {k: yaml.safe_load(v) for k, v in args.parameter}
+    except config.ParameterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for name in [n for n in NOTEBOOKS if n in names]:
+        execute(name, args.profile, overrides, progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from synthstudy import runs
+
+
+def test_stable_hash_ignores_dict_order_and_sees_values():
+    assert runs.stable_hash({"a": 1, "b": [1, 2]}) == runs.stable_hash({"b": [1, 2], "a": 1})
+    assert runs.stable_hash({"a": 1}) != runs.stable_hash({"a": 2})
+
+
+def test_run_folder_holds_params_environment_and_records(isolated_results):
+    run = runs.Run("demo", "smoke", {"x": 1}, device="cpu")
+    assert run.dir == isolated_results / "smoke" / "demo"
+    env = json.loads((run.dir / "environment.json").read_text())
+    assert env["versions"]["torch"] and env["device"] == "cpu" and "sha" in env["git"]
+    assert json.loads((run.dir / "params.json").read_text()) == {"x": 1}
+
+
+def test_grid_skips_finished_cells_and_reruns_changed_ones(isolated_results):
+    calls = []
+    def cell(key, cell_dir):
+        calls.append(key["n"])
+        runs.save_npy(cell_dir / "indices.npy", np.arange(key["n"]))
+        return {"score": key["n"] * 2}
+    run = runs.Run("demo", "smoke", {})
+    first = run.grid([{"n": 1}, {"n": 2}], cell, progress=False)
+    again = runs.Run("demo", "smoke", {}).grid([{"n": 1}, {"n": 2}, {"n": 3}], cell, progress=False)
+    assert calls == [1, 2, 3]
+    assert [r["metrics"]["score"] for r in again] == [2, 4, 6]
+    assert first[0] == again[0]
+    assert np.array_equal(np.load(run.cell_dir({"n": 3}) / "indices.npy"), np.arange(3))
+
+
+def test_grid_refuses_duplicate_cells():
+    with pytest.raises(ValueError, match="twice"):
+        runs.Run("demo", "smoke", {}).grid([{"n": 1}, {"n": 1}], lambda k, d: {}, progress=False)
+
+
+def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "r.json"
+    runs.write_json(path, {"ok": 1})
+    with pytest.raises(TypeError):
+        runs.write_json(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]       # no temp file left behind
+
+
+def test_cache_builds_once_and_returns_the_same_artifact(isolated_results):
+    builds = []
+    def build():
+        builds.append(1)
+        return {"weights": np.arange(4)}
+    a = runs.cached("demo", {"n": 5}, build)
+    b = runs.cached("demo", {"n": 5}, build)
+    c = runs.cached("demo", {"n": 6}, build)
+    assert len(builds) == 2 and np.array_equal(a["weights"], b["weights"]) and c is not None
+
+
+def test_killed_grid_resumes_without_corrupt_or_duplicate_records(tmp_path):
+    """Kill a grid mid-cell with SIGKILL, rerun it: every record parses and each cell appears once."""
+    script = tmp_path / "grid.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from synthstudy import runs
+        def cell(key, cell_dir):
+            if key["n"] == 2 and sys.argv[1] == "slow":
+                time.sleep(60)                      # gets killed here
+            return {"n2": key["n"] ** 2}
+        run = runs.Run("demo", "smoke", {})
+        run.grid([{"n": n} for n in range(4)], cell, progress=False)
+        print("done", flush=True)
+    """))
+    env = {**os.environ, "SYNTHSTUDY_RESULTS": str(tmp_path / "res"), "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, str(script), "slow"], env=env)
+    cells = tmp_path / "res" / "smoke" / "demo" / "cells"
+    for _ in range(300):                            # wait until cells 0 and 1 are recorded
+        if cells.exists() and len(list(cells.glob("*/record.json"))) == 2:
+            break
+        proc.poll()
+        import time; time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(list(cells.glob("*/record.json"))) == 2
+    out = subprocess.run([sys.executable, str(script), "fast"], env=env, capture_output=True, text=True)
+    assert "done" in out.stdout, out.stderr
+    records = [json.loads(p.read_text()) for p in cells.glob("*/record.json")]
+    assert sorted(r["key"]["n"] for r in records) == [0, 1, 2, 3]
+    assert not list(cells.rglob("*.tmp"))

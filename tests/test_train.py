@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from synthstudy import data, models, sources, train
+
+
+def quick_cfg(**kw):
+    # digits are not mirror-symmetric: translation only (1 px at 8x8)
+    base = dict(steps=60, batch_size=64, lr=0.2, seed=0, device="cpu", progress=False, augment="crop")
+    return train.TrainConfig(**{**base, **kw})
+
+
+def fit_digits(digits, **kw):
+    cfg = quick_cfg(**kw)
+    model = models.create_model("cnn", 1, 10, 8)
+    return train.fit(model, sources.ImageSetSource(digits.train), cfg), cfg
+
+
+def test_learns_digits_far_above_chance(digits):
+    result, cfg = fit_digits(digits)
+    acc = train.evaluate(result.model, digits.test, cfg)["accuracy"]
+    assert acc > 0.8, acc          # chance is 0.1
+    assert result.losses[-1][1] < result.losses[0][1]
+
+
+def test_same_seed_same_weights_other_seed_differs(digits):
+    a, _ = fit_digits(digits, steps=15, seed=1)
+    b, _ = fit_digits(digits, steps=15, seed=1)
+    c, _ = fit_digits(digits, steps=15, seed=2)
+    wa, wb, wc = (torch.cat([p.detach().flatten() for p in r.model.parameters()]) for r in (a, b, c))
+    assert torch.equal(wa, wb)
+    assert not torch.equal(wa, wc)
+
+
+def test_augmentation_keeps_shape_and_range_and_moves_pixels():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 1, 28, 28) * 2 - 1
+    for kind in train.AUGMENTATIONS:
+        y = train.augment_batch(x, kind, 2, gen)
+        assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+        assert torch.equal(y, x) == (kind == "none")
+
+
+def test_crop_is_a_pure_translation():
+    gen = torch.Generator().manual_seed(0)
+    x = -torch.ones(64, 1, 10, 10)
+    x[:, :, 5, 5] = 1.0                                   # one bright pixel
+    y = train.augment_batch(x, "crop", 2, gen)
+    pos = (y[:, 0] == 1).flatten(1).float().argmax(1)
+    rows, cols = pos // 10, pos % 10
+    assert ((rows - 5).abs() <= 2).all() and ((cols - 5).abs() <= 2).all()
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 5   # shifts really vary per sample
+    assert (y == 1).flatten(1).sum(1).eq(1).all()            # nothing duplicated or lost
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    cfg = quick_cfg(steps=100, warmup=0.2, lr=1.0)
+    lrs = [train.lr_at(s, cfg) for s in range(100)]
+    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 19
+    assert lrs[0] < 0.1 and lrs[-1] < 0.02
+
+
+def test_sets_smaller_than_a_batch_are_sampled_epoch_by_epoch():
+    tiny = data.ImageSet(torch.zeros(10, 1, 8, 8, dtype=torch.uint8), torch.arange(10))
+    x, y = sources.ImageSetSource(tiny).next_batch(64, torch.Generator().manual_seed(0))
+    assert x.shape == (64, 1, 8, 8)
+    for epoch in range(6):                       # each block of 10 is a full pass over the set
+        assert sorted(y[epoch * 10:(epoch + 1) * 10].tolist()) == list(range(10))
+
+
+@pytest.mark.parametrize("field,value", [("steps", 0), ("steps", -3), ("batch_size", 0), ("lr", 0.0),
+                                         ("augment", "mixup"), ("device", "tpu"), ("warmup", 1.5)])
+def test_bad_training_settings_are_refused_before_training(field, value):
+    with pytest.raises(ValueError, match=field):
+        quick_cfg(**{field: value})
+
+
+def test_device_auto_resolves_to_cpu_here():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert train.resolve_device("auto").type in (expected, "mps")
