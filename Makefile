@@ -40,6 +40,8 @@ data:
 
 reproduce: setup data
 	$(PY) -m synthstudy.reproduce --profile $(PROFILE)
+	@# smoke numbers mean nothing: only quick/full runs regenerate the README's results section
+	@if [ "$(PROFILE)" != smoke ]; then $(PY) -m synthstudy.report --profile $(PROFILE); fi
 
 # Unit tests, then every notebook end to end on the smoke profile (tests/test_notebooks.py).
 # Without Fashion-MNIST (no root, no files) the tests that need it are skipped, the rest still run.

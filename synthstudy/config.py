@@ -76,6 +76,7 @@ class TrainingParams(BaseModel):
     batch_size: int = Field(gt=0)
     lr: float = Field(gt=0)
     augment: str
+    tta: str = "flip"
 
     @field_validator("model")
     @classmethod
@@ -92,9 +93,17 @@ class TrainingParams(BaseModel):
             raise ValueError(f"allowed values: {', '.join(train_module.AUGMENTATIONS)}")
         return v
 
+    @field_validator("tta")
+    @classmethod
+    def _tta(cls, v):
+        if v not in train_module.TTA:
+            raise ValueError(f"allowed values: {', '.join(train_module.TTA)}")
+        return v
+
     def train_config(self, seed: int, device: str, progress: bool) -> train_module.TrainConfig:
         return train_module.TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
-                                        augment=self.augment, seed=seed, device=device, progress=progress)
+                                        augment=self.augment, tta=self.tta, seed=seed, device=device,
+                                        progress=progress)
 
 
 class BaselineParams(StudyParams, TrainingParams):

@@ -106,8 +106,16 @@ class TimmClassifier(nn.Module):
         return self.net(x)
 
 
-def create_model(name: str, in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    """Build a registered model, or `timm:<arch>`; unknown names raise before anything is built."""
+def create_model(name: str, in_channels: int, num_classes: int, image_size: int, seed: int | None = None) -> nn.Module:
+    """Build a registered model, or `timm:<arch>`; unknown names raise before anything is built.
+
+    `seed` fixes the initial weights (without touching the global random state), so that one seed makes a whole
+    training run reproducible.
+    """
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return create_model(name, in_channels, num_classes, image_size)
     if name.startswith("timm:"):
         import timm
         arch = name.split(":", 1)[1]

@@ -40,10 +40,9 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
     nb = jupytext.read(source)
     out_dir = results_root() / profile / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / f"{name}.input.ipynb") as tmp:
-        jupytext.write(nb, tmp, fmt="ipynb")
-        input_path = out_dir / f"{name}.input.ipynb"
-        tmp.replace(input_path)
+    input_path = out_dir / f"{name}.input.ipynb"
+    with atomic_path(input_path) as tmp:
+        tmp.write_text(jupytext.writes(nb, fmt="ipynb"))
     declared = notebook_parameters(str(input_path))
     values = {**config.load_profile(profile), **(overrides or {}), "profile": profile}
     params = {k: v for k, v in values.items() if k in declared}

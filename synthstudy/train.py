@@ -34,6 +34,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 @dataclass
 class TrainConfig:
     steps: int = 3000                 # optimizer steps; the budget every arm shares (images seen = steps * batch)
+    max_seconds: float = 0.0          # 0 = off (deterministic). >0: a wall-clock budget (make bench): training stops
+                                      # then, and the LR schedule runs on elapsed time instead of steps
     batch_size: int = 256             # large batches keep both CPU cores busy
     lr: float = 0.1                   # peak learning rate of the one-cycle schedule (SGD, Nesterov)
     momentum: float = 0.9
@@ -55,6 +57,8 @@ class TrainConfig:
         check_positive("batch_size", self.batch_size)
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr!r} must be > 0")
+        if not self.max_seconds >= 0:
+            raise ValueError(f"max_seconds={self.max_seconds!r} must be >= 0 (0 = no time budget)")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup={self.warmup!r} must be in [0, 1)")
         if self.augment not in AUGMENTATIONS:
@@ -139,12 +143,11 @@ def _erase(x: torch.Tensor, generator: torch.Generator, size_frac: float = 0.4) 
     return x.masked_fill((my & mx)[:, None], 0.0)
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """One-cycle: linear warm-up over `warmup * steps`, then linear decay to zero at the last step."""
-    warm = max(1, int(cfg.warmup * cfg.steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+def lr_at(progress: float, cfg: TrainConfig) -> float:
+    """One-cycle on the share of the budget used (0..1): linear warm-up over `warmup`, then linear decay to 0."""
+    if progress < cfg.warmup:
+        return cfg.lr * max(progress / cfg.warmup, 1e-3)
+    return cfg.lr * max(0.0, (1 - progress) / (1 - cfg.warmup))
 
 
 @dataclass
@@ -152,6 +155,7 @@ class TrainResult:
     model: nn.Module
     seconds: float                     # wall time of the optimisation loop alone
     images_per_s: float
+    steps: int                         # steps taken (fewer than cfg.steps when max_seconds ran out)
     losses: list = field(default_factory=list)   # (step, mean loss since the previous entry)
     config: dict = field(default_factory=dict)
 
@@ -172,7 +176,7 @@ def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> Trai
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     model.train()
-    losses, running, count = [], torch.zeros((), device=device), 0
+    losses, running, count, steps_done = [], torch.zeros((), device=device), 0, 0
     start = time.perf_counter()
     for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc="train", leave=False, mininterval=1.0):
         images, labels = source.next_batch(cfg.batch_size, gen)
@@ -180,14 +184,21 @@ def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> Trai
         x = augment_batch(x, cfg.augment, cfg.crop_pad or max(1, round(x.shape[-1] / 14)), gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if cfg.max_seconds:
+            progress = (time.perf_counter() - start) / cfg.max_seconds
+            if progress >= 1:
+                break
+        else:
+            progress = step / cfg.steps
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr_at(progress, cfg)
         loss = F.cross_entropy(model(x), labels.to(device), label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         running += loss.detach()
         count += 1
+        steps_done = step + 1
         if count == log_every or step == cfg.steps - 1:
             losses.append((step + 1, float(running) / count))
             running.zero_()
@@ -195,7 +206,7 @@ def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> Trai
             if not math.isfinite(losses[-1][1]):
                 raise FloatingPointError(f"loss became {losses[-1][1]} at step {step + 1}; lower lr={cfg.lr}")
     seconds = time.perf_counter() - start
-    return TrainResult(model, seconds, cfg.steps * cfg.batch_size / seconds, losses, asdict(cfg))
+    return TrainResult(model, seconds, steps_done * cfg.batch_size / seconds, steps_done, losses, asdict(cfg))
 
 
 def _translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ def test_summarize_groups_and_counts_seeds():
     frame = pd.DataFrame({"n": [10, 10, 10, 20, 20, 20], "acc": [0.5, 0.6, 0.7, 0.8, 0.8, 0.8]})
     s = metrics.summarize(frame, by="n", value="acc")
     assert s["n"].tolist() == [10, 20] and s["seeds"].tolist() == [3, 3]
-    assert s["mean"].tolist() == pytest.approx([0.6, 0.8]) and s["ci"].iloc[1] == 0
+    assert s["mean"].tolist() == pytest.approx([0.6, 0.8]) and s["ci"].iloc[1] == pytest.approx(0, abs=1e-12)
 
 
 def test_compare_calls_overlapping_results_a_tie():

@@ -24,3 +24,14 @@ def test_unknown_model_names_are_refused_with_the_choices(name):
     with pytest.raises(ValueError, match="model="):
         create_model(name, 1, 10, 28)
     assert "cnn" in available()
+
+
+def test_seed_fixes_initial_weights_without_touching_global_rng():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = create_model("cnn", 1, 10, 28, seed=5)
+    assert torch.equal(torch.rand(1), expected_next)
+    b, c = create_model("cnn", 1, 10, 28, seed=5), create_model("cnn", 1, 10, 28, seed=6)
+    wa, wb, wc = (torch.cat([p.flatten() for p in m.parameters()]) for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)

@@ -68,3 +68,15 @@ def test_reproduce_refuses_bad_profile_and_notebook_names(capsys):
     assert "profile='fast'" in capsys.readouterr().err
     assert reproduce.main(["--profile", "smoke", "--notebooks", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_papermill_sees_every_parameter(name):
+    """papermill silently drops a parameter line it cannot parse (e.g. '=' inside the comment): catch that."""
+    import ast
+    import papermill
+    nb = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = {node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)}
+    declared = set(papermill.inspect_notebook(str(ROOT / "notebooks" / f"{name}.ipynb")))
+    assert assigned == declared

@@ -12,7 +12,7 @@ def quick_cfg(**kw):
 
 def fit_digits(digits, **kw):
     cfg = quick_cfg(**kw)
-    model = models.create_model("cnn", 1, 10, 8)
+    model = models.create_model("cnn", 1, 10, 8, seed=cfg.seed)
     return train.fit(model, sources.ImageSetSource(digits.train), cfg), cfg
 
 
@@ -55,9 +55,14 @@ def test_crop_is_a_pure_translation():
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
     cfg = quick_cfg(steps=100, warmup=0.2, lr=1.0)
-    lrs = [train.lr_at(s, cfg) for s in range(100)]
-    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 19
+    lrs = [train.lr_at(s / 100, cfg) for s in range(100)]
+    assert max(lrs) == pytest.approx(1.0) and lrs.index(max(lrs)) == 20
     assert lrs[0] < 0.1 and lrs[-1] < 0.02
+
+
+def test_time_budget_stops_training_and_reports_steps_taken(digits):
+    result, _ = fit_digits(digits, steps=10**6, max_seconds=1.0)
+    assert 0 < result.steps < 10**6 and result.seconds < 3
 
 
 def test_sets_smaller_than_a_batch_are_sampled_epoch_by_epoch():

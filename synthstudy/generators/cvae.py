@@ -1,0 +1,158 @@
+"""`cvae`: a conditional variational autoencoder (small conv encoder / decoder, Bernoulli or Gaussian likelihood).
+
+The encoder sees the image plus one-hot class planes and outputs q(z | x, y) = N(mu, diag(sigma^2)); the decoder
+maps z and a learned class embedding to pixel logits. Samples decode z ~ N(0, I) to the likelihood's mean
+(sigmoid of the logits, no pixel noise added), so images are smooth and lie in [0, 1].
+Supported sizes: 8x8, 16x16, 28x28, 32x32.
+
+    >>> gen = generators.create("cvae", (1, 28, 28), 10, latent_dim=16, width=32)
+    >>> gen.fit(train, steps=3000, seed=0)
+    >>> gen.sample(torch.tensor([0, 1, 2]), generator=torch.Generator().manual_seed(0))
+
+Likelihood: `gaussian` (default) scores reconstructions by squared error / (2 sigma^2) with a fixed `sigma`;
+`bernoulli` by binary cross-entropy. On digits (400 steps) the Bernoulli model leaned on the label and its samples
+varied about 4x less within a class than real images; the Gaussian one with sigma=0.1 used z (KL ~16 nats) and
+came closer (0.7x the real spread) at the same accuracy of a classifier trained on its samples.
+
+Training: Adam with a cosine learning-rate decay to zero, the KL weight warmed up linearly over the first
+`kl_warmup` share of the steps (so the decoder learns to use z before the KL term pulls q towards the prior).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..sources import ImageSetSource
+from ..train import check_positive
+from .base import Generator, check_number, images_to_unit, size_plan
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+class _Encoder(nn.Module):
+    def __init__(self, channels: int, num_classes: int, width: int, start: int, n_down: int, latent_dim: int):
+        super().__init__()
+        layers, c = [nn.Conv2d(channels + num_classes, width, 3, padding=1), nn.ReLU(inplace=True)], width
+        for _ in range(n_down):
+            layers += [nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
+            c *= 2
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Linear(c * start * start, 2 * latent_dim)
+        self.num_classes = num_classes
+
+    def forward(self, x, y):
+        planes = F.one_hot(y, self.num_classes).to(x.dtype)[:, :, None, None].expand(-1, -1, *x.shape[2:])
+        mu, logvar = self.head(self.body(torch.cat([x, planes], 1))).chunk(2, dim=1)
+        return mu, logvar
+
+
+class _Decoder(nn.Module):
+    def __init__(self, channels: int, num_classes: int, width: int, start: int, n_up: int, latent_dim: int,
+                 embed_dim: int):
+        super().__init__()
+        c = width * 2 ** n_up
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        self.fc = nn.Linear(latent_dim + embed_dim, c * start * start)
+        self.start, self.c0 = start, c
+        layers = [nn.ReLU(inplace=True)]
+        for _ in range(n_up):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 3, padding=1),
+                       nn.ReLU(inplace=True)]
+            c //= 2
+        layers.append(nn.Conv2d(c, channels, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z, y):
+        h = self.fc(torch.cat([z, self.embed(y)], 1)).view(len(z), self.c0, self.start, self.start)
+        return self.body(h)            # pixel logits
+
+
+class CVAE(Generator):
+    family = "cvae"
+
+    def __init__(self, image_shape, num_classes: int, latent_dim: int = 16, width: int = 32, embed_dim: int = 16,
+                 likelihood: str = "gaussian", sigma: float = 0.1, beta: float = 1.0, kl_warmup: float = 0.1,
+                 lr: float = 1e-3, batch_size: int = 128, log_every: int = 50):
+        for name, value in (("latent_dim", latent_dim), ("width", width), ("embed_dim", embed_dim),
+                            ("batch_size", batch_size), ("log_every", log_every)):
+            check_positive(name, value)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood={likelihood!r} is unknown; allowed values: {', '.join(LIKELIHOODS)}")
+        check_number("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+        check_number("beta", beta, 0.0, math.inf, high_open=True)
+        check_number("kl_warmup", kl_warmup, 0.0, 1.0, high_open=True)
+        check_number("lr", lr, 0.0, math.inf, low_open=True, high_open=True)
+        super().__init__(image_shape, num_classes, dict(
+            latent_dim=latent_dim, width=width, embed_dim=embed_dim, likelihood=likelihood, sigma=sigma, beta=beta,
+            kl_warmup=kl_warmup, lr=lr, batch_size=batch_size, log_every=log_every))
+        self.start, self.n_up = size_plan(self.image_shape)   # refuses unsupported sizes before building
+        self.latent_dim = latent_dim
+        self._build()
+
+    def _build(self) -> None:
+        cfg, c = self.config, self.image_shape[0]
+        self.encoder = _Encoder(c, self.num_classes, cfg["width"], self.start, self.n_up, cfg["latent_dim"])
+        self.decoder = _Decoder(c, self.num_classes, cfg["width"], self.start, self.n_up, cfg["latent_dim"],
+                                cfg["embed_dim"])
+
+    def sampling_state_dict(self) -> dict:
+        return self.decoder.state_dict()
+
+    def _reconstruction(self, logits, x):
+        """Negative log-likelihood per image (summed over pixels, constants dropped)."""
+        if self.config["likelihood"] == "bernoulli":
+            nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        else:
+            nll = (torch.sigmoid(logits) - x).pow(2) / (2 * self.config["sigma"] ** 2)
+        return nll.flatten(1).sum(1)
+
+    def _fit(self, train, steps, batch_size, device, gen, progress) -> dict:
+        cfg = self.config
+        source = ImageSetSource(train)
+        opt = torch.optim.Adam(self.parameters(), lr=cfg["lr"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+        warm = max(1, int(cfg["kl_warmup"] * steps))
+        losses, recons, kls = [], [], []
+        running = torch.zeros(3, device=device)
+        count = 0
+        self.train()
+        bar = tqdm(range(steps), disable=not progress, desc="cvae fit", leave=False, mininterval=1.0)
+        for step in bar:
+            images, labels = source.next_batch(batch_size, gen)
+            x = images_to_unit(images)
+            mu, logvar = self.encoder(x, labels)
+            eps = torch.randn(mu.shape, generator=gen).to(device)
+            z = mu + eps * torch.exp(0.5 * logvar)
+            recon = self._reconstruction(self.decoder(z, labels), x).mean()
+            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+            loss = recon + cfg["beta"] * min(1.0, (step + 1) / warm) * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += torch.stack([loss.detach(), recon.detach(), kl.detach()])
+            count += 1
+            if count == cfg["log_every"] or step == steps - 1:
+                mean = (running / count).tolist()
+                if not math.isfinite(mean[0]):
+                    raise FloatingPointError(f"cvae loss became {mean[0]} at step {step + 1}; lower lr={cfg['lr']}")
+                losses.append((step + 1, mean[0]))
+                recons.append((step + 1, mean[1]))
+                kls.append((step + 1, mean[2]))
+                bar.set_postfix(loss=f"{mean[0]:.1f}", kl=f"{mean[2]:.1f}")
+                running.zero_()
+                count = 0
+        self.eval()
+        return {"losses": losses, "reconstruction": recons, "kl": kls}
+
+    def sample_latents(self, labels, generator=None) -> torch.Tensor:
+        labels = self.check_labels(labels)
+        return torch.randn(len(labels), self.latent_dim, generator=generator)
+
+    def _decode(self, z, labels):
+        self.decoder.eval()
+        return torch.sigmoid(self.decoder(z, labels))

@@ -1,0 +1,73 @@
+"""Regenerate the README's results section from run records (never typed by hand).
+
+    python -m synthstudy.report --profile quick      # `make reproduce` runs this last
+
+Reads results/<profile>/baseline/metrics.csv and, when present, results/bench/bench.md, and rewrites the part of
+README.md between the `<!-- results:start -->` and `<!-- results:end -->` markers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import metrics, runs
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+README = runs.PROJECT_ROOT / "README.md"
+
+
+def machine_line(env: dict) -> str:
+    device = env.get("cuda") or f"CPU ({env.get('processor')}, {env.get('torch_threads')} threads)"
+    return (f"{device}, torch {env['versions'].get('torch')}, git {env['git']['sha'][:8]}"
+            f"{' (dirty)' if env['git'].get('dirty') else ''}, {env.get('time', '')[:10]}")
+
+
+def baseline_section(profile: str) -> str:
+    table = runs.read_table(profile, "baseline")
+    run_dir = runs.results_root() / profile / "baseline"
+    params = json.loads((run_dir / "params.json").read_text())
+    env = json.loads((run_dir / "environment.json").read_text())
+    summary = metrics.summarize(table, by="n", value="test_accuracy")
+    lines = [f"### Real-data baseline: test accuracy vs N (`{profile}` profile)", "",
+             f"Made by `make reproduce PROFILE={profile}` (notebook `baseline`): model `{params['model']}`, "
+             f"{params['steps']} steps × {params['batch_size']} images per cell for every N, augmentation "
+             f"`{params['augment']}`, {len(params['seeds'])} seeds (each seed draws its own stratified subset). "
+             f"Machine: {machine_line(env)}.", "",
+             "| N real images | test accuracy (%, mean ± 95% CI) | seeds |", "|---|---|---|"]
+    for row in summary.itertuples():
+        lines.append(f"| {row.n} | {metrics.format_ci(row.mean, row.ci)} | {row.seeds} |")
+    lines += ["", f"![accuracy vs N](figures/baseline_accuracy_vs_n.png)"]
+    return "\n".join(lines)
+
+
+def bench_section() -> str | None:
+    path = runs.results_root() / "bench" / "bench.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    from .bench import render
+    table = render(record["rows"], record["rows"][0]["peak_gflops"])
+    return "\n".join(["### `make bench`: full Fashion-MNIST train, real data", "",
+                      f"Made by `make bench` ({machine_line(record['environment'])}); all 60,000 training images, "
+                      "10,000 test images, one row per budget point, 95% CI over seeds.", "", table])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="quick")
+    args = parser.parse_args(argv)
+    parts = [p for p in (baseline_section(args.profile), bench_section()) if p]
+    text = README.read_text()
+    if START not in text or END not in text:
+        print(f"README.md has no {START} ... {END} markers", file=sys.stderr)
+        return 1
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    runs.write_text(README, head + START + "\n" + "\n\n".join(parts) + "\n" + END + tail)
+    print(f"README.md results section regenerated from results/{args.profile}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from synthstudy import data, generators
+from synthstudy.generators import cgan
+
+# tiny widths and step counts: these tests check behaviour and plumbing, not image quality
+FAST = {
+    "pca_gaussian": {"n_components": 16},
+    "cvae": {"width": 8, "latent_dim": 4, "embed_dim": 4, "batch_size": 32},
+    "cgan": {"width": 8, "latent_dim": 8, "batch_size": 16, "bn_batches": 2},
+}
+STEPS = 6
+
+
+def fit(name, train, seed=0, steps=STEPS, **config):
+    gen = generators.create(name, (1, 8, 8), 10, **{**FAST[name], **config})
+    gen.fit(train, steps=steps, seed=seed, device="cpu", progress=False, threads=1)
+    return gen
+
+
+def flat_state(gen):
+    return torch.cat([t.detach().float().flatten() for t in gen.state_dict().values()])
+
+
+def rng(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    """300 stratified digits: every class present, fits are instant."""
+    return digits.train.take(data.stratified_indices(digits.train.labels.numpy(), 300, seed=0))
+
+
+@pytest.fixture(scope="module")
+def fitted(small):
+    torch.set_num_threads(1)
+    return {name: fit(name, small) for name in generators.available()}
+
+
+def test_registry_lists_the_three_families():
+    assert generators.available() == ["cgan", "cvae", "pca_gaussian"]
+    assert "width" in generators.config_options("cgan")
+
+
+@pytest.mark.parametrize("name", ["pca_gaussian", "cvae", "cgan"])
+def test_fit_then_sample_gives_float_images_in_unit_range(fitted, name):
+    gen = fitted[name]
+    labels = torch.arange(20) % 10
+    x = gen.sample(labels, rng(0))
+    assert x.shape == (20, 1, 8, 8) and x.dtype == torch.float32 and x.device.type == "cpu"
+    assert x.min() >= 0 and x.max() <= 1 and x.std() > 0
+    assert gen.history["steps"] == STEPS and gen.history["n_train"] == 300
+    # sample is decode(sample_latents(...)) with the same random stream
+    z = gen.sample_latents(labels, rng(0))
+    assert z.shape == (20, gen.latent_dim)
+    assert torch.equal(gen.decode(z, labels), x)
+
+
+@pytest.mark.parametrize("name", ["pca_gaussian", "cvae", "cgan"])
+def test_sampling_seed_controls_samples(fitted, name):
+    gen, labels = fitted[name], torch.arange(10)
+    assert torch.equal(gen.sample(labels, rng(3)), gen.sample(labels, rng(3)))
+    assert not torch.equal(gen.sample(labels, rng(3)), gen.sample(labels, rng(4)))
+
+
+@pytest.mark.parametrize("name", ["cvae", "cgan"])
+def test_same_seed_same_weights_other_seed_differs(small, fitted, name):
+    again, other = fit(name, small, seed=0), fit(name, small, seed=1)
+    assert torch.equal(flat_state(again), flat_state(fitted[name]))
+    assert not torch.equal(flat_state(other), flat_state(fitted[name]))
+    labels = torch.arange(10)
+    assert torch.equal(again.sample(labels, rng(0)), fitted[name].sample(labels, rng(0)))
+    assert not torch.equal(other.sample(labels, rng(0)), fitted[name].sample(labels, rng(0)))
+
+
+def test_fit_cached_trains_once_and_returns_equal_weights(small, monkeypatch, isolated_results):
+    calls = []
+    original = cgan.CGAN.fit
+    def counting_fit(self, *args, **kwargs):
+        calls.append(kwargs.get("seed"))
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(cgan.CGAN, "fit", counting_fit)
+    args = dict(train=small, data_key={"dataset": "digits", "n": 300, "subset_seed": 0}, config=FAST["cgan"],
+                steps=STEPS, device="cpu", progress=False, threads=1)
+    first = generators.fit_cached("cgan", seed=0, **args)
+    second = generators.fit_cached("cgan", seed=0, **args)      # loaded from disk (the SN layers pickle)
+    assert calls == [0]
+    assert second is not first and torch.equal(flat_state(first), flat_state(second))
+    assert torch.equal(first.sample(torch.arange(10), rng(0)), second.sample(torch.arange(10), rng(0)))
+    assert len(list((isolated_results / "cache" / "generators").glob("*/key.json"))) == 1
+    generators.fit_cached("cgan", seed=1, **args)                # another seed is another model
+    assert calls == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["pca_gaussian", "cvae", "cgan"])
+def test_nearby_latents_give_similar_images(fitted, name):
+    gen = fitted[name]
+    labels = torch.arange(40) % 10
+    z = gen.sample_latents(labels, rng(0))
+    eps = torch.randn(z.shape, generator=rng(1))
+    base = gen.decode(z, labels)
+    small_step = (gen.decode(z + 0.05 * eps, labels) - base).abs().mean()
+    large_step = (gen.decode(z + 1.0 * eps, labels) - base).abs().mean()
+    assert small_step < large_step
+
+
+def test_pca_gaussian_samples_resemble_their_own_class(digits):
+    gen = generators.create("pca_gaussian", (1, 8, 8), 10, n_components=32)
+    gen.fit(digits.train, steps=1, seed=0, device="cpu", progress=False, threads=1)
+    real = digits.train.images.float().div(255).flatten(1)
+    class_means = torch.stack([real[digits.train.labels == c].mean(0) for c in range(10)])
+    labels = torch.arange(10).repeat_interleave(50)
+    dist = torch.cdist(gen.sample(labels, rng(0)).flatten(1), class_means)       # (500, 10)
+    own = dist[torch.arange(500), labels]
+    others = dist.masked_fill(torch.nn.functional.one_hot(labels, 10).bool(), float("nan")).nanmean(1)
+    assert own.mean() < 0.8 * others.mean()
+    assert (dist.argmin(1) == labels).float().mean() > 0.8        # nearest real class mean is the own class
+
+
+@pytest.mark.parametrize("name", ["pca_gaussian", "cvae", "cgan"])
+def test_whole_object_and_state_dict_round_trip(fitted, name):
+    gen = fitted[name]
+    buf = io.BytesIO()
+    torch.save(gen, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    fresh = generators.create(name, (1, 8, 8), 10, **FAST[name])
+    fresh.load_state_dict(gen.state_dict())
+    labels = torch.arange(10)
+    for other in (loaded, fresh):
+        assert torch.equal(other.sample(labels, rng(0)), gen.sample(labels, rng(0)))
+
+
+def test_parameter_bytes_counts_only_what_sampling_needs(fitted):
+    k, d, n = 16, 64, 10
+    assert generators.parameter_bytes(fitted["pca_gaussian"]) == 4 * (d + k * d + k + n * k + n * k * k)
+    gan = fitted["cgan"]
+    everything = sum(t.numel() * t.element_size() for t in gan.state_dict().values())
+    assert 0 < generators.parameter_bytes(gan) < everything / 2      # not D, not the live G: only the EMA G
+
+
+def test_truncation_bounds_the_latents(fitted):
+    gen = fitted["cgan"]
+    z = gen.sample_latents(torch.arange(100) % 10, rng(0), truncation=0.5)
+    assert z.abs().max() <= 0.5 and z.std() > 0.1
+    gen.truncation = 0.5
+    try:
+        assert torch.equal(gen.sample(torch.arange(10), rng(0)), gen.sample(torch.arange(10), rng(0), truncation=0.5))
+    finally:
+        gen.truncation = None
+    with pytest.raises(ValueError, match="truncation"):
+        gen.sample_latents(torch.arange(3), truncation=0.0)
+
+
+def test_diff_augment_keeps_shape_and_passes_gradients():
+    x = torch.rand(16, 1, 28, 28, requires_grad=True)
+    y = cgan.diff_augment(x * 2 - 1, "translation_cutout", rng(0))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    y.sum().backward()
+    assert x.grad.abs().sum() > 0
+    assert torch.equal(cgan.diff_augment(x, "none", rng(0)), x)
+
+
+@pytest.mark.parametrize("size", [8, 16, 28, 32])
+@pytest.mark.parametrize("name", ["cvae", "cgan"])
+def test_supported_sizes_decode_to_the_right_shape(name, size):
+    gen = generators.create(name, (3, size, size), 4, width=4, latent_dim=4)
+    assert gen.sample(torch.arange(4), rng(0)).shape == (4, 3, size, size)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: generators.create("diffusion", (1, 8, 8), 10), "generator='diffusion'.*cgan, cvae, pca_gaussian"),
+    (lambda: generators.create("cgan", (1, 10, 10), 10), "image_shape.*8x8, 16x16, 28x28, 32x32"),
+    (lambda: generators.create("cvae", (1, 28, 32), 10), "image_shape"),
+    (lambda: generators.create("cgan", (8, 8), 10), "image_shape"),
+    (lambda: generators.create("cgan", (1, 8, 8), 0), "num_classes"),
+    (lambda: generators.create("cgan", (1, 8, 8), 10, widht=32), "widht.*allowed keys"),
+    (lambda: generators.create("cgan", (1, 8, 8), 10, augment="mixup"), "augment"),
+    (lambda: generators.create("cgan", (1, 8, 8), 10, ema_start=1.0), "ema_start"),
+    (lambda: generators.create("cvae", (1, 8, 8), 10, likelihood="poisson"), "likelihood"),
+    (lambda: generators.create("pca_gaussian", (1, 8, 8), 10, shrinkage=2.0), "shrinkage"),
+])
+def test_bad_arguments_raise_value_errors_naming_the_parameter(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_bad_fit_and_sample_inputs_are_refused(fitted, small):
+    gen = generators.create("pca_gaussian", (1, 8, 8), 10)
+    with pytest.raises(ValueError, match="steps"):
+        gen.fit(small, steps=0, seed=0)
+    with pytest.raises(ValueError, match="image_shape"):
+        generators.create("pca_gaussian", (1, 28, 28), 10).fit(small, steps=1, seed=0)
+    only_some = small.take(np.flatnonzero(small.labels.numpy() < 5))
+    with pytest.raises(ValueError, match=r"class\(es\) \[5, 6, 7, 8, 9\]"):
+        gen.fit(only_some, steps=1, seed=0)
+    with pytest.raises(ValueError, match="labels"):
+        fitted["cvae"].sample(torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="z must have shape"):
+        fitted["cvae"].decode(torch.zeros(2, 99), torch.tensor([0, 1]))
