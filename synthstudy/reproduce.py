@@ -46,14 +46,11 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
     declared = notebook_parameters(str(input_path))
     values = {**config.load_profile(profile), **(overrides or {}), "profile": profile}
     params = {k: v for k, v in values.items() if k in declared}
-    unknown = sorted(set(overrides or {}) - set(declared))
-    if unknown:
-        raise config.ParameterError(f"-p {unknown}: {name} has no such parameter; its parameters: "
-                                    f"{', '.join(sorted(declared))}")
     output = out_dir / f"{name}.ipynb"
     start = time.perf_counter()
+    # log_output streams what the notebook prints (one summary line per finished grid cell) to this terminal
     papermill.execute_notebook(str(input_path), str(output), parameters=params, kernel_name=kernel,
-                               cwd=str(NOTEBOOK_DIR), progress_bar=progress)
+                               cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=progress)
     input_path.unlink(missing_ok=True)
     print(f"[reproduce] {name} on {profile}: {time.perf_counter() - start:.0f} s -> {output}", flush=True)
     return output
@@ -67,7 +64,7 @@ def main(argv=None) -> int:
                         help=f"subset to run, in the study's order (default: all of {', '.join(NOTEBOOKS)})")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override a parameter; VALUE is read as YAML (e.g. -p seeds '[0,1,2]')")
-    parser.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="do not stream the notebooks' output here")
     args = parser.parse_args(argv)
     try:
         config.load_profile(args.profile)                     # refuses unknown profiles before any work
@@ -76,10 +73,19 @@ def main(argv=None) -> int:
         if unknown:
             raise config.ParameterError(f"notebooks={unknown} are unknown; allowed values: {', '.join(NOTEBOOKS)}")
         overrides = {k: yaml.safe_load(v) for k, v in args.parameter}
+        declared = set().union(*(notebook_parameters(str(NOTEBOOK_DIR / f"{n}.ipynb")) for n in names))
+        unknown = sorted(set(overrides) - declared)
+        if unknown:
+            raise config.ParameterError(f"-p {unknown}: no selected notebook has such a parameter; allowed: "
+                                        f"{', '.join(sorted(declared))}")
     except config.ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)
     for name in [n for n in NOTEBOOKS if n in names]:
+        print(f"[reproduce] {name} on {args.profile} ...", flush=True)
         execute(name, args.profile, overrides, progress=not args.no_progress)
     return 0
 

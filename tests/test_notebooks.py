@@ -68,6 +68,9 @@ def test_reproduce_refuses_bad_profile_and_notebook_names(capsys):
     assert "profile='fast'" in capsys.readouterr().err
     assert reproduce.main(["--profile", "smoke", "--notebooks", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+    assert reproduce.main(["--profile", "smoke", "-p", "stepz", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "stepz" in err and "steps" in err          # names the bad override and lists the real ones
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
