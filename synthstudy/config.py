@@ -86,18 +86,12 @@ class TrainingParams(BaseModel):
             raise ValueError(f"allowed values: {', '.join(available())}")
         return v
 
-    @field_validator("augment")
+    @field_validator("augment", "tta")
     @classmethod
-    def _augment(cls, v):
-        if v not in train_module.AUGMENTATIONS:
-            raise ValueError(f"allowed values: {', '.join(train_module.AUGMENTATIONS)}")
-        return v
-
-    @field_validator("tta")
-    @classmethod
-    def _tta(cls, v):
-        if v not in train_module.TTA:
-            raise ValueError(f"allowed values: {', '.join(train_module.TTA)}")
+    def _one_of(cls, v, info):
+        allowed = {"augment": train_module.AUGMENTATIONS, "tta": train_module.TTA}[info.field_name]
+        if v not in allowed:
+            raise ValueError(f"allowed values: {', '.join(allowed)}")
         return v
 
     def train_config(self, seed: int, device: str, progress: bool) -> train_module.TrainConfig:

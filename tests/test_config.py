@@ -15,6 +15,7 @@ def test_good_parameters_pass_and_resolve_all():
     ("dataset", "mnist", "fashion_mnist"),
     ("model", "vgg99", "cnn"),
     ("augment", "mixup", "flip_crop"),
+    ("tta", "tencrop", "flip_shift"),
     ("device", "tpu", "auto"),
     ("steps", 0, "greater than 0"),
     ("batch_size", -1, "greater than 0"),
