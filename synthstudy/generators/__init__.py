@@ -39,7 +39,7 @@ from .pca_gaussian import PCAGaussian
 _REGISTRY: dict[str, tuple[type[Generator], int]] = {
     "pca_gaussian": (PCAGaussian, 1),
     "cvae": (CVAE, 1),
-    "cgan": (CGAN, 1),
+    "cgan": (CGAN, 2),   # 2: PyTorch spectral_norm instead of a hand-written one
 }
 
 __all__ = ["Generator", "SIZE_PLANS", "available", "config_options", "create", "fit_cached", "parameter_bytes",

@@ -43,54 +43,10 @@ from .base import Generator, check_number, images_to_unit, size_plan
 AUGMENTS = ("none", "translation", "cutout", "translation_cutout")
 
 
-# ---------------------------------------------------------------- spectral normalisation
-# Written here rather than with torch.nn.utils.parametrizations.spectral_norm: parametrized modules cannot be
-# pickled, and runs.cached saves the whole generator object with torch.save.
-class _SpectralNorm:
-    """Mixin: `self.weight` divided by its largest singular value, estimated by one power iteration per
-    training forward (the vector `sn_u` persists across steps, so the estimate converges during training)."""
-
-    def _init_sn(self):
-        self.register_buffer("sn_u", F.normalize(torch.randn(self.weight.shape[0]), dim=0))
-
-    def sn_weight(self) -> torch.Tensor:
-        w_mat = self.weight.flatten(1)
-        with torch.no_grad():
-            u = self.sn_u.clone()
-            v = F.normalize(w_mat.t() @ u, dim=0, eps=1e-12)
-            if self.training:
-                u = F.normalize(w_mat @ v, dim=0, eps=1e-12)
-                v = F.normalize(w_mat.t() @ u, dim=0, eps=1e-12)
-                self.sn_u.copy_(u)
-        sigma = torch.dot(u, w_mat @ v)          # gradient flows through the weight, not through u and v
-        return self.weight / sigma
-
-
-class SNConv2d(_SpectralNorm, nn.Conv2d):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_sn()
-
-    def forward(self, x):
-        return self._conv_forward(x, self.sn_weight(), self.bias)
-
-
-class SNLinear(_SpectralNorm, nn.Linear):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_sn()
-
-    def forward(self, x):
-        return F.linear(x, self.sn_weight(), self.bias)
-
-
-class SNEmbedding(_SpectralNorm, nn.Embedding):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_sn()
-
-    def forward(self, y):
-        return F.embedding(y, self.sn_weight())
+# Spectral normalisation: PyTorch's hook-based `nn.utils.spectral_norm` (one power iteration per training forward).
+# Not the newer `parametrizations.spectral_norm`: parametrized modules cannot be pickled, and runs.cached saves
+# the whole generator object with torch.save.
+sn = nn.utils.spectral_norm
 
 
 # ---------------------------------------------------------------- networks
@@ -139,14 +95,14 @@ class GeneratorNet(nn.Module):
 class Discriminator(nn.Module):
     def __init__(self, num_classes: int, channels: int, width: int, n_down: int):
         super().__init__()
-        layers, c = [SNConv2d(channels, width, 3, padding=1), nn.LeakyReLU(0.1)], width
+        layers, c = [sn(nn.Conv2d(channels, width, 3, padding=1)), nn.LeakyReLU(0.1)], width
         for _ in range(n_down):
-            layers += [SNConv2d(c, 2 * c, 4, stride=2, padding=1), nn.LeakyReLU(0.1)]
+            layers += [sn(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1)), nn.LeakyReLU(0.1)]
             c *= 2
-        layers += [SNConv2d(c, c, 3, padding=1), nn.LeakyReLU(0.1)]
+        layers += [sn(nn.Conv2d(c, c, 3, padding=1)), nn.LeakyReLU(0.1)]
         self.body = nn.Sequential(*layers)
-        self.linear = SNLinear(c, 1)
-        self.embed = SNEmbedding(num_classes, c)
+        self.linear = sn(nn.Linear(c, 1))
+        self.embed = sn(nn.Embedding(num_classes, c))
 
     def forward(self, x, y):
         h = self.body(x).sum(dim=(2, 3))
