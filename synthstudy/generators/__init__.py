@@ -25,10 +25,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 
+import numpy as np
 import torch
 
 from .. import runs
-from ..data import ImageSet
+from ..data import ImageSet, stratified_indices
 from .base import SIZE_PLANS, Generator, check_image_shape
 from .cgan import CGAN
 from .cvae import CVAE
@@ -42,7 +43,8 @@ _REGISTRY: dict[str, tuple[type[Generator], int]] = {
     "cgan": (CGAN, 2),   # 2: PyTorch spectral_norm instead of a hand-written one
 }
 
-__all__ = ["Generator", "SIZE_PLANS", "available", "config_options", "create", "fit_cached", "parameter_bytes",
+__all__ = ["Generator", "SIZE_PLANS", "available", "config_options", "create", "fit_cached", "fit_on_subset",
+           "parameter_bytes",
            "CGAN", "CVAE", "PCAGaussian"]
 
 
@@ -112,6 +114,27 @@ def fit_cached(name: str, train: ImageSet, data_key: dict, config: dict, steps: 
     if not isinstance(result, cls):
         raise TypeError(f"the cache entry for {key} holds a {type(result).__name__}, not a {cls.__name__}")
     return result
+
+
+def fit_on_subset(name: str, pool: ImageSet, dataset: str, n, subset_seed: int, steps: int, seed: int,
+                  config: dict | None = None, device: str = "auto", progress: bool = True,
+                  num_classes: int | None = None) -> tuple[Generator, np.ndarray]:
+    """The generator every notebook shares: fit (or load) `name` on a stratified subset of `pool` of size `n`.
+
+    `pool` is the train split minus the validation holdout (`data.holdout(splits.train, val_size, seed=0)[0]`);
+    `n` is an int or "all" (the whole pool). Notebooks that call this with the same arguments share one cached
+    model, so the generators notebook trains it and scaling / multiview / audits reuse it. Returns the fitted
+    generator and the subset's indices into `pool` (save them with the run).
+    """
+    if n == "all":
+        indices = np.arange(len(pool))
+    else:
+        indices = stratified_indices(pool.labels.numpy(), int(n), seed=subset_seed)
+    data_key = {"dataset": dataset, "n": n if n == "all" else int(n), "subset_seed": subset_seed,
+                "pool_size": len(pool)}
+    gen = fit_cached(name, pool.take(indices), data_key=data_key, config=config or {}, steps=steps, seed=seed,
+                     device=device, progress=progress, num_classes=num_classes)
+    return gen, indices
 
 
 def parameter_bytes(generator: Generator) -> int:
