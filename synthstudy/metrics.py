@@ -56,3 +56,50 @@ def format_ci(mean: float, half: float, scale: float = 100.0, digits: int = 2) -
     if math.isnan(half):
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {half * scale:.{digits}f}"
+
+
+def effective_data(real_sizes, real_acc, acc: float) -> tuple[float, str]:
+    """How many real images give accuracy `acc`: (N_eff, where), read off the real curve, never extrapolated.
+
+    The real curve (mean accuracy per size) is made monotone by its running maximum, since more real data
+    never helps less in expectation and a noisy dip would give two answers, then interpolated linearly in log N
+    (the curve is roughly linear there). `where` is "inside" (N_eff is the smallest N on the curve reaching
+    `acc`), "below" (worse than the smallest N: N_eff is NaN) or "above" (better than the largest: NaN).
+    """
+    sizes = np.asarray(real_sizes, dtype=float)
+    curve = np.asarray(real_acc, dtype=float)
+    if sizes.ndim != 1 or len(sizes) == 0 or sizes.shape != curve.shape:
+        raise ValueError(f"real_sizes and real_acc must be 1-d and the same non-zero length, got "
+                         f"{sizes.shape} and {curve.shape}")
+    if (sizes <= 0).any() or len(np.unique(sizes)) != len(sizes):
+        raise ValueError(f"real_sizes must be distinct positive numbers, got {sizes.tolist()}")
+    if not (np.isfinite(curve).all() and math.isfinite(acc)):
+        raise ValueError("accuracies must be finite numbers")
+    order = np.argsort(sizes)
+    sizes, curve = sizes[order], np.maximum.accumulate(curve[order])
+    reached = np.flatnonzero(curve >= acc)
+    if len(reached) == 0:
+        return math.nan, "above"
+    i = int(reached[0])
+    if i == 0:
+        return (float(sizes[0]), "inside") if acc >= curve[0] else (math.nan, "below")
+    t = (acc - curve[i - 1]) / (curve[i] - curve[i - 1])      # > 0: curve[i - 1] < acc <= curve[i]
+    log_n = math.log(sizes[i - 1]) + t * (math.log(sizes[i]) - math.log(sizes[i - 1]))
+    return float(math.exp(log_n)), "inside"
+
+
+def format_multiplier(n_eff: float, where: str, n: int, real_sizes) -> str:
+    """'2.3× (N_eff 2,300)', or '< smallest N (100)' / '> largest N (55,000)' off the real curve."""
+    if where == "below":
+        return f"< smallest N ({int(min(real_sizes)):,})"
+    if where == "above":
+        return f"> largest N ({int(max(real_sizes)):,})"
+    return f"{n_eff / n:.2g}× (N_eff {n_eff:,.0f})"
+
+
+def __getattr__(name: str):
+    """`metrics.domain_extractor` etc. live in `synthstudy.quality` (torch-heavy); reachable from here too."""
+    if name in ("domain_extractor", "FeatureExtractor", "sample_quality", "cas"):
+        from . import quality
+        return getattr(quality, name)
+    raise AttributeError(f"module 'synthstudy.metrics' has no attribute {name!r}")

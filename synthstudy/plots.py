@@ -57,3 +57,14 @@ def save(fig, name: str, run_dir: Path, publish: bool) -> list[Path]:
                 fig.savefig(tmp, format=ext, bbox_inches="tight")
             written.append(path)
     return written
+
+
+def image_grid(ax, images, rows: int, pad: int = 1):
+    """Show a batch of float [0, 1] images (B, C, H, W) on `ax` as `rows` rows (row-major order), no axes."""
+    from torchvision.utils import make_grid
+    cols = max(1, len(images) // rows)
+    grid = make_grid(images[: rows * cols], nrow=cols, padding=pad, pad_value=1.0)
+    ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray" if images.shape[1] == 1 else None,
+              vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    return ax

@@ -31,3 +31,57 @@ class ImageSetSource:
             self._queue = torch.cat([self._queue, torch.randperm(len(self.images), generator=generator)])
         idx, self._queue = self._queue[:batch_size], self._queue[batch_size:]
         return self.images.images[idx], self.images.labels[idx]
+
+
+class GeneratorStream:
+    """Fresh synthetic images every batch (the "unlimited data" arm): labels are balanced over classes.
+
+    Each batch holds every class equally often (remainder classes drawn by the caller's generator), and the
+    latents come from the same seeded generator, so a training run on a stream is reproducible on CPU.
+    Images are float in [0, 1], produced on the generator's device and returned on CPU.
+    """
+
+    def __init__(self, generator_model, num_classes: int | None = None):
+        self.model = generator_model
+        self.num_classes = num_classes or generator_model.num_classes
+
+    def next_batch(self, batch_size: int, generator: torch.Generator):
+        labels = balanced_labels(batch_size, self.num_classes, generator)
+        return self.model.sample(labels, generator=generator), labels
+
+
+def balanced_labels(count: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` labels, every class count // num_classes times plus a random remainder, in random order."""
+    base = torch.arange(num_classes).repeat(count // num_classes)
+    extra = torch.randperm(num_classes, generator=generator)[: count - len(base)]
+    labels = torch.cat([base, extra])
+    return labels[torch.randperm(len(labels), generator=generator)]
+
+
+class MixSource:
+    """Real and synthetic images in one batch: `round(synthetic_fraction * batch_size)` come from `synthetic`.
+
+    Both parts are converted to float [0, 1] so they concatenate; 0 gives the pure real arm, 1 the pure
+    synthetic arm (the same code path, so a mixing sweep changes only the fraction).
+    """
+
+    def __init__(self, real, synthetic, synthetic_fraction: float):
+        if not 0.0 <= synthetic_fraction <= 1.0:
+            raise ValueError(f"synthetic_fraction={synthetic_fraction!r} must be in [0, 1]")
+        self.real, self.synthetic, self.fraction = real, synthetic, float(synthetic_fraction)
+
+    def next_batch(self, batch_size: int, generator: torch.Generator):
+        n_syn = int(round(self.fraction * batch_size))
+        parts = []
+        if batch_size - n_syn:
+            parts.append(self.real.next_batch(batch_size - n_syn, generator))
+        if n_syn:
+            parts.append(self.synthetic.next_batch(n_syn, generator))
+        images = torch.cat([to_unit(x) for x, _ in parts])
+        labels = torch.cat([y for _, y in parts])
+        return images, labels
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] or float [0, 1] -> float [0, 1]."""
+    return images.float().div(255) if images.dtype == torch.uint8 else images.float()

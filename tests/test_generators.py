@@ -12,7 +12,10 @@ FAST = {
     "pca_gaussian": {"n_components": 16},
     "cvae": {"width": 8, "latent_dim": 4, "embed_dim": 4, "batch_size": 32},
     "cgan": {"width": 8, "latent_dim": 8, "batch_size": 16, "bn_batches": 2},
+    "flow": {"width": 4, "hidden": 32, "blocks": 1, "batch_size": 32, "ae_batch_size": 16, "sample_steps": 4},
 }
+FAMILIES = ["pca_gaussian", "cvae", "cgan", "flow"]
+TRAINED = ["cvae", "cgan", "flow"]        # the families with gradient steps
 STEPS = 6
 
 
@@ -42,12 +45,12 @@ def fitted(small):
     return {name: fit(name, small) for name in generators.available()}
 
 
-def test_registry_lists_the_three_families():
-    assert generators.available() == ["cgan", "cvae", "pca_gaussian"]
+def test_registry_lists_the_four_families():
+    assert generators.available() == sorted(FAMILIES)
     assert "width" in generators.config_options("cgan")
 
 
-@pytest.mark.parametrize("name", ["pca_gaussian", "cvae", "cgan"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_fit_then_sample_gives_float_images_in_unit_range(fitted, name):
     gen = fitted[name]
     labels = torch.arange(20) % 10
@@ -61,14 +64,14 @@ def test_fit_then_sample_gives_float_images_in_unit_range(fitted, name):
     assert torch.equal(gen.decode(z, labels), x)
 
 
-@pytest.mark.parametrize("name", ["pca_gaussian", "cvae", "cgan"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_sampling_seed_controls_samples(fitted, name):
     gen, labels = fitted[name], torch.arange(10)
     assert torch.equal(gen.sample(labels, rng(3)), gen.sample(labels, rng(3)))
     assert not torch.equal(gen.sample(labels, rng(3)), gen.sample(labels, rng(4)))
 
 
-@pytest.mark.parametrize("name", ["cvae", "cgan"])
+@pytest.mark.parametrize("name", TRAINED)
 def test_same_seed_same_weights_other_seed_differs(small, fitted, name):
     again, other = fit(name, small, seed=0), fit(name, small, seed=1)
     assert torch.equal(flat_state(again), flat_state(fitted[name]))
@@ -97,7 +100,7 @@ def test_fit_cached_trains_once_and_returns_equal_weights(small, monkeypatch, is
     assert calls == [0, 1]
 
 
-@pytest.mark.parametrize("name", ["pca_gaussian", "cvae", "cgan"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_nearby_latents_give_similar_images(fitted, name):
     gen = fitted[name]
     labels = torch.arange(40) % 10
@@ -122,7 +125,7 @@ def test_pca_gaussian_samples_resemble_their_own_class(digits):
     assert (dist.argmin(1) == labels).float().mean() > 0.8        # nearest real class mean is the own class
 
 
-@pytest.mark.parametrize("name", ["pca_gaussian", "cvae", "cgan"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_whole_object_and_state_dict_round_trip(fitted, name):
     gen = fitted[name]
     buf = io.BytesIO()
@@ -167,14 +170,14 @@ def test_diff_augment_keeps_shape_and_passes_gradients():
 
 
 @pytest.mark.parametrize("size", [8, 16, 28, 32])
-@pytest.mark.parametrize("name", ["cvae", "cgan"])
+@pytest.mark.parametrize("name", TRAINED)
 def test_supported_sizes_decode_to_the_right_shape(name, size):
-    gen = generators.create(name, (3, size, size), 4, width=4, latent_dim=4)
+    gen = generators.create(name, (3, size, size), 4, **FAST[name])
     assert gen.sample(torch.arange(4), rng(0)).shape == (4, 3, size, size)
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: generators.create("diffusion", (1, 8, 8), 10), "generator='diffusion'.*cgan, cvae, pca_gaussian"),
+    (lambda: generators.create("diffusion", (1, 8, 8), 10), "generator='diffusion'.*cgan, cvae, flow, pca_gaussian"),
     (lambda: generators.create("cgan", (1, 10, 10), 10), "image_shape.*8x8, 16x16, 28x28, 32x32"),
     (lambda: generators.create("cvae", (1, 28, 32), 10), "image_shape"),
     (lambda: generators.create("cgan", (8, 8), 10), "image_shape"),
@@ -184,6 +187,9 @@ def test_supported_sizes_decode_to_the_right_shape(name, size):
     (lambda: generators.create("cgan", (1, 8, 8), 10, ema_start=1.0), "ema_start"),
     (lambda: generators.create("cvae", (1, 8, 8), 10, likelihood="poisson"), "likelihood"),
     (lambda: generators.create("pca_gaussian", (1, 8, 8), 10, shrinkage=2.0), "shrinkage"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, solver="rk4"), "solver.*euler, heun"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, p_uncond=0.0), "guidance.*p_uncond"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, ae_fraction=1.0), "ae_fraction"),
 ])
 def test_bad_arguments_raise_value_errors_naming_the_parameter(call, match):
     with pytest.raises(ValueError, match=match):
@@ -203,3 +209,17 @@ def test_bad_fit_and_sample_inputs_are_refused(fitted, small):
         fitted["cvae"].sample(torch.tensor([0, 10]))
     with pytest.raises(ValueError, match="z must have shape"):
         fitted["cvae"].decode(torch.zeros(2, 99), torch.tensor([0, 1]))
+
+
+def test_flow_sampler_is_deterministic_and_guidance_changes_samples(fitted):
+    gen = fitted["flow"]
+    z, labels = gen.sample_latents(torch.arange(10), rng(3)), torch.arange(10)
+    assert torch.equal(gen.decode(z, labels), gen.decode(z, labels))       # an ODE, no noise added
+    gen.config["guidance"] = 1.0
+    try:
+        plain = gen.decode(z, labels)
+    finally:
+        gen.config["guidance"] = FAST["flow"].get("guidance", 1.5)
+    assert not torch.equal(plain, gen.decode(z, labels))      # guidance mixes in the unconditional velocity
+    # the autoencoder stage ran first, then the flow, splitting the steps
+    assert gen.history["ae_steps"] + gen.history["flow_steps"] == STEPS

@@ -2,7 +2,7 @@
 
     >>> from synthstudy import generators
     >>> generators.available()
-    ['cgan', 'cvae', 'pca_gaussian']
+    ['cgan', 'cvae', 'flow', 'pca_gaussian']
     >>> gen = generators.create("cgan", image_shape=(1, 28, 28), num_classes=10, width=32)
     >>> history = gen.fit(train, steps=5000, seed=0)                 # train: data.ImageSet
     >>> x = gen.sample(labels, generator=torch.Generator().manual_seed(0))   # float (B, C, H, W) in [0, 1], CPU
@@ -15,6 +15,8 @@ Families (one module each):
 - `pca_gaussian`: per-class Gaussian in PCA space; fits in seconds, no gradient steps.
 - `cvae`: conditional VAE, conv encoder / decoder.
 - `cgan`: DCGAN-style conditional GAN (hinge loss, spectral norm, projection D, DiffAugment, EMA, truncation).
+- `flow`: latent flow matching (autoencoder + rectified-flow MLP), deterministic ODE sampler, classifier-free
+  guidance; its latent code is the ODE's starting noise.
 
 Every generator has the latent interface used for "views": `z = gen.sample_latents(labels, g)`,
 `gen.decode(z, labels)`; `gen.sample(...)` is the two in a row, and nearby latents decode to similar images.
@@ -33,6 +35,7 @@ from ..data import ImageSet, stratified_indices
 from .base import SIZE_PLANS, Generator, check_image_shape
 from .cgan import CGAN
 from .cvae import CVAE
+from .flow import FlowMatching
 from .pca_gaussian import PCAGaussian
 
 # Bump a family's version when its training code changes in a way that changes results: the cache key holds it,
@@ -41,11 +44,12 @@ _REGISTRY: dict[str, tuple[type[Generator], int]] = {
     "pca_gaussian": (PCAGaussian, 1),
     "cvae": (CVAE, 1),
     "cgan": (CGAN, 2),   # 2: PyTorch spectral_norm instead of a hand-written one
+    "flow": (FlowMatching, 1),
 }
 
 __all__ = ["Generator", "SIZE_PLANS", "available", "config_options", "create", "fit_cached", "fit_on_subset",
-           "parameter_bytes",
-           "CGAN", "CVAE", "PCAGaussian"]
+           "parameter_bytes", "sample_pool",
+           "CGAN", "CVAE", "FlowMatching", "PCAGaussian"]
 
 
 def available() -> list[str]:
@@ -135,6 +139,26 @@ def fit_on_subset(name: str, pool: ImageSet, dataset: str, n, subset_seed: int, 
     gen = fit_cached(name, pool.take(indices), data_key=data_key, config=config or {}, steps=steps, seed=seed,
                      device=device, progress=progress, num_classes=num_classes)
     return gen, indices
+
+
+def sample_pool(generator: Generator, m: int, seed: int, batch_size: int = 500, progress: bool = False) -> ImageSet:
+    """M synthetic images with balanced labels as a uint8 ImageSet (what a fixed synthetic "dataset" is).
+
+    Stored as uint8, like the real data, so a pool costs what a real dataset of the same size costs and the
+    classifier sees the same quantisation in both arms. Same (generator, m, seed) -> same pool.
+    """
+    from tqdm.auto import tqdm
+
+    from ..sources import balanced_labels
+    if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m <= 0:
+        raise ValueError(f"pool size m={m!r} must be a positive integer")
+    g = torch.Generator().manual_seed(seed)
+    labels = balanced_labels(int(m), generator.num_classes, g)
+    chunks = []
+    for i in tqdm(range(0, len(labels), batch_size), disable=not progress, desc="sample pool", leave=False):
+        x = generator.sample(labels[i:i + batch_size], generator=g)
+        chunks.append(x.mul(255).round_().to(torch.uint8))
+    return ImageSet(torch.cat(chunks), labels)
 
 
 def parameter_bytes(generator: Generator) -> int:

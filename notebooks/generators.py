@@ -1,0 +1,233 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Generators: how good is each synthetic data source?
+#
+# synthstudy trains its own class-conditional generators on the real training pool (the train split minus the
+# validation holdout; the test split is never shown to them) and asks how well each one stands in for the data.
+# The zoo, from cheap to strong: a per-class Gaussian in PCA space, a conditional VAE, a conditional GAN (hinge
+# loss, spectral norm, projection discriminator, DiffAugment, EMA) and a latent flow-matching model with a
+# deterministic ODE sampler and classifier-free guidance.
+#
+# Two kinds of scores:
+# - **distribution scores** in the feature space of a *domain* classifier (trained on the real pool, frozen,
+#   cached): FID and KID (torchmetrics' formulas), precision / recall / density / coverage (the `prdc`
+#   package), overall and per class, against the validation holdout;
+# - **CAS**, the headline: the study's classifier trained *only* on a stream of generated images, scored on the
+#   real test split, with the same architecture, step budget and augmentation as the real-data arm trained here
+#   on the real pool. The ratio CAS / real accuracy says how much of the real data's value a generator keeps.
+#
+# Generators are cached by a hash of (dataset, subset, config, steps, seed): the later notebooks (scaling,
+# multiview, audits) load these same models instead of retraining.
+
+# %% tags=["parameters"]
+profile: str = "quick"            # label of the run folder results/<profile>/generators; the configs/ name
+dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 (cifar10 needs allow_download or local files)
+allow_download: bool = False      # True lets torchvision download cifar10 (needs internet); never needed otherwise
+device: str = "auto"              # auto -> cuda if present, else cpu; or cpu | cuda | cuda:<i> | mps
+seeds: list = [0, 1, 2]           # CAS: one classifier per seed and arm; at least 3 for a 95% CI
+val_size: int = 5000              # images held out of the pool: the real reference for FID/PRDC
+generator_names: list = ["pca_gaussian", "cvae", "cgan", "flow"]   # families to train, cheap to strong
+gen_steps: dict = {"pca_gaussian": 1, "cvae": 1500, "cgan": 3000, "flow": 3000}   # optimizer steps per family
+gen_seed: int = 0                 # seed of every generator fit (shared with the other notebooks: same cache)
+quality_samples: int = 5000       # generated images scored against the val_size real ones (FID is size-biased)
+extractor_steps: int = 600        # training steps of the frozen domain classifier that defines the feature space
+model: str = "cnn"                # CAS classifier, the same for the real arm (synthstudy.models)
+steps: int = 150                  # CAS classifier steps, the baseline's budget (images seen: steps x batch)
+batch_size: int = 128             # images per step
+lr: float = 0.1                   # peak one-cycle learning rate
+augment: str = "flip_crop"        # the baseline's augmentation, for both arms
+tta: str = "flip"                 # test-time views: none | flip | flip_shift
+progress: bool = True             # tqdm progress bars
+publish_figures: bool = True      # also write figures to the repo's figures/ (the README shows them)
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+from synthstudy import config, data, generators, metrics, plots, quality, runs, sources, train
+
+P = config.from_namespace(config.GeneratorsParams, globals())
+splits = data.load(P.dataset, allow_download=P.allow_download)
+pool, val = data.holdout(splits.train, P.val_size, seed=0)
+run = runs.Run("generators", P.profile, P.model_dump(), device=str(train.resolve_device(P.device)))
+print(f"{splits.name}: generators train on {len(pool)} pool images; {len(val)} held out as the quality "
+      f"reference; results in {run.dir}")
+
+
+def fitted(name):
+    """The cached generator of this family on the whole pool (trained here on first use)."""
+    return generators.fit_on_subset(name, pool, dataset=P.dataset, n="all", subset_seed=0,
+                                    steps=P.gen_steps[name], seed=P.gen_seed, device=P.device,
+                                    progress=P.progress)[0]
+
+
+# %% [markdown]
+# ## Train (or load) the zoo and score its samples
+# One grid cell per generator: fit (cached), draw `quality_samples` balanced samples, time the sampling, and
+# score them against the held-out real images in the domain feature space.
+
+# %%
+extractor = quality.domain_extractor(pool, P.dataset, steps=P.extractor_steps, seed=0, model=P.model,
+                                     augment=P.augment, batch_size=P.batch_size, device=P.device,
+                                     progress=P.progress)
+reference = val.take(data.stratified_indices(val.labels.numpy(), min(len(val), P.quality_samples), seed=0))
+
+
+def quality_cell(key, cell_dir):
+    gen = fitted(key["generator"])
+    t0 = time.perf_counter()
+    fake = generators.sample_pool(gen, P.quality_samples, seed=0, progress=P.progress)
+    sample_seconds = time.perf_counter() - t0
+    scores = quality.sample_quality(extractor, reference, fake)
+    return {**{k: v for k, v in scores.items()}, "train_seconds": gen.history["seconds"],
+            "samples_per_s": len(fake) / sample_seconds, "parameter_bytes": generators.parameter_bytes(gen),
+            "history": {k: v for k, v in gen.history.items() if isinstance(v, list)}}
+
+
+quality_keys = [{"dataset": P.dataset, "generator": g, "gen_steps": P.gen_steps[g], "gen_seed": P.gen_seed,
+                 "val_size": P.val_size, "quality_samples": P.quality_samples, "extractor": extractor.key}
+                for g in P.generator_names]
+quality_records = run.grid(quality_keys, quality_cell, progress=P.progress,
+                           describe=lambda k, m: f"{k['generator']}: FID {m['fid']:.2f}, precision "
+                                                 f"{m['precision']:.2f}, recall {m['recall']:.2f}")
+quality_table = run.write_table([runs.flatten(r) for r in quality_records], name="quality.csv")
+
+# %% [markdown]
+# ## Samples: one row per class
+
+# %%
+rows = 8
+fig, axes = plt.subplots(1, len(P.generator_names) + 1, figsize=(3.2 * (len(P.generator_names) + 1), 3.6))
+g = torch.Generator().manual_seed(0)
+labels = torch.arange(splits.num_classes).repeat_interleave(rows)
+real_idx = torch.cat([torch.nonzero(val.labels == c).flatten()[:rows] for c in range(splits.num_classes)])
+panels = [("real (held out)", val.images[real_idx].float() / 255)]
+panels += [(name, fitted(name).sample(labels, generator=g)) for name in P.generator_names]
+for ax, (title, images) in zip(axes, panels):
+    plots.image_grid(ax, images, rows=splits.num_classes)
+    ax.set_title(title)
+plots.save(fig, "generators_samples", run.dir, publish=P.publish_figures)
+
+# %% [markdown]
+# ## Training curves
+# Each family logs its own loss (GAN: discriminator and generator hinge losses; VAE: negative ELBO; flow: the
+# autoencoder's reconstruction error, then the velocity regression error). PCA has no gradient steps.
+
+# %%
+curves = [(r["key"]["generator"], name, values) for r in quality_records
+          for name, values in r["metrics"]["history"].items() if values and isinstance(values[0], list)]
+fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(3.4 * max(1, len(curves)), 2.8), squeeze=False)
+for ax, (gen_name, curve, values) in zip(axes[0], curves):
+    ax.plot([v[0] for v in values], [v[1] for v in values])
+    ax.set_title(f"{gen_name}: {curve}", fontsize=9)
+    ax.set_xlabel("step")
+plots.save(fig, "generators_training_curves", run.dir, publish=P.publish_figures)
+
+# %% [markdown]
+# ## CAS: a classifier trained only on generated images, scored on the real test split
+# The real arm trains the same classifier, for the same steps and augmentation, on the real pool; the synthetic
+# arms on a fresh stream of generated images with balanced labels. One cell per (arm, seed).
+
+# %%
+def cas_cell(key, cell_dir):
+    cfg = P.train_config(seed=key["seed"], device=P.device, progress=P.progress)
+    arm = key["arm"]
+    source = sources.ImageSetSource(pool) if arm == "real" else sources.GeneratorStream(fitted(arm))
+    return quality.cas(source, splits.test, cfg, model=P.model, val=val, num_classes=splits.num_classes)
+
+
+cas_keys = [{"dataset": P.dataset, "arm": arm, "seed": s, "model": P.model, "steps": P.steps,
+             "batch_size": P.batch_size, "lr": P.lr, "augment": P.augment, "tta": P.tta, "val_size": P.val_size,
+             **({"gen_steps": P.gen_steps[arm], "gen_seed": P.gen_seed} if arm != "real" else {})}
+            for arm in ["real", *P.generator_names] for s in P.seeds]
+cas_records = run.grid(cas_keys, cas_cell, progress=P.progress,
+                       describe=lambda k, m: f"{k['arm']} seed={k['seed']}: test {m['cas']:.2%}")
+cas_table = run.write_table([runs.flatten(r) for r in cas_records])
+
+# %% [markdown]
+# ## The table: CAS (mean ± 95% CI over seeds), its ratio to real data, and distribution scores
+
+# %%
+summary = metrics.summarize(cas_table, by="arm", value="cas")
+real_mean = float(summary.loc[summary["arm"] == "real", "mean"].iloc[0])
+summary["ratio"] = summary["mean"] / real_mean
+real_scores = cas_table.loc[cas_table["arm"] == "real", "cas"]
+summary["vs real"] = [("—" if a == "real" else metrics.compare(cas_table.loc[cas_table["arm"] == a, "cas"],
+                                                               real_scores)) for a in summary["arm"]]
+table = summary.merge(quality_table.rename(columns={"generator": "arm"}), on="arm", how="left")
+table["test accuracy (%)"] = [metrics.format_ci(m, h) for m, h in zip(table["mean"], table["ci"])]
+table["samples/s"] = table["samples_per_s"].round(0)
+table["train s"] = table["train_seconds"].round(0)
+pool_bytes = pool.images.numel() * pool.images.element_size()
+table["storage vs data"] = table["parameter_bytes"] / pool_bytes
+order = ["real", *P.generator_names]
+table = table.set_index("arm").loc[order].reset_index()
+columns = ["arm", "test accuracy (%)", "ratio", "vs real", "fid", "kid", "precision", "recall", "density",
+           "coverage", "train s", "samples/s", "parameter_bytes", "storage vs data"]
+runs.write_text(run.dir / "summary.csv", table[columns].to_csv(index=False))
+display(table[columns].round(3))
+print(f"real pool: {len(pool)} images, {pool_bytes / 1e6:.1f} MB as uint8")
+
+# %%
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+synthetic = table[table["arm"] != "real"]
+ax1.bar(synthetic["arm"], synthetic["mean"] * 100, yerr=synthetic["ci"] * 100, capsize=4, color="tab:orange")
+ax1.axhline(real_mean * 100, color="black", ls="--", label=f"real pool ({real_mean:.1%})")
+ax1.set_ylabel("test accuracy (%)")
+ax1.set_title("CAS: train on generated, test on real")
+ax1.legend(loc="lower right")
+ax2.bar(synthetic["arm"], synthetic["fid"], color="tab:blue")
+ax2.set_ylabel("FID (domain features, lower is better)")
+ax2.set_title("distance to held-out real images")
+plots.save(fig, "generators_cas_fid", run.dir, publish=P.publish_figures)
+
+# %% [markdown]
+# ## Per-class quality
+# Which classes does each generator get wrong? Per-class CAS (accuracy on that class's test images) and
+# per-class recall (how much of that class's real variety the samples cover).
+
+# %%
+per_class = []
+for r in cas_records:
+    for c, acc in enumerate(r["metrics"]["per_class_cas"]):
+        per_class.append({"arm": r["key"]["arm"], "seed": r["key"]["seed"], "class": c, "cas": acc})
+per_class = pd.DataFrame(per_class).groupby(["arm", "class"])["cas"].mean().unstack("class").loc[order]
+recall = pd.DataFrame({r["key"]["generator"]: {int(c): s["recall"] for c, s in r["metrics"]["per_class"].items()}
+                       for r in quality_records}).T
+display(per_class.round(3))
+display(recall.round(3))
+fig, ax = plt.subplots(figsize=(8, 0.5 * len(order) + 1.2))
+im = ax.imshow(per_class.values * 100, cmap="viridis", aspect="auto")
+ax.set_yticks(range(len(order)), order)
+ax.set_xticks(range(splits.num_classes), splits.classes, rotation=45, ha="right")
+fig.colorbar(im, ax=ax, label="per-class test accuracy (%)")
+ax.set_title("per-class CAS (mean over seeds)")
+plots.save(fig, "generators_per_class_cas", run.dir, publish=P.publish_figures)
+
+# %% [markdown]
+# ## Reading the results
+# - CAS below the real arm's accuracy means the generator lost something the classifier needed; the ratio is
+#   the share of the real data's value it kept *at this classifier budget*. "vs real" is Welch's test over
+#   seeds: `tie` when the difference is inside the noise.
+# - High precision with low recall/coverage is mode dropping: plausible images, too little variety.
+# - The storage column compares what a generator needs to sample (its sampling weights) with the real pool
+#   stored as uint8: a generator is not a compression of the data unless it is much smaller *and* keeps CAS.

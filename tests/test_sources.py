@@ -1,0 +1,67 @@
+"""Batch sources: real sets, generator streams and real/synthetic mixes all yield (images, labels) batches."""
+import pytest
+import torch
+
+from synthstudy import generators, sources
+from synthstudy.data import ImageSet
+
+
+def rng(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def pca(digits):
+    gen = generators.create("pca_gaussian", (1, 8, 8), 10)
+    gen.fit(digits.train, steps=1, seed=0, device="cpu", progress=False)
+    return gen
+
+
+def test_image_set_source_visits_every_image_once_per_epoch():
+    images = ImageSet(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1), torch.arange(10))
+    src = sources.ImageSetSource(images)
+    seen = torch.cat([src.next_batch(4, rng())[1] for _ in range(5)])   # 20 draws = two epochs
+    assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
+
+
+def test_balanced_labels_are_balanced_and_seeded():
+    labels = sources.balanced_labels(25, 10, rng(1))
+    counts = torch.bincount(labels, minlength=10)
+    assert counts.sum() == 25 and counts.min() == 2 and counts.max() == 3
+    assert torch.equal(labels, sources.balanced_labels(25, 10, rng(1)))
+
+
+def test_generator_stream_gives_fresh_labelled_images(pca):
+    stream = sources.GeneratorStream(pca)
+    g = rng(0)
+    (x1, y1), (x2, y2) = stream.next_batch(20, g), stream.next_batch(20, g)
+    assert x1.shape == (20, 1, 8, 8) and x1.dtype == torch.float32 and 0 <= x1.min() and x1.max() <= 1
+    assert torch.bincount(y1, minlength=10).tolist() == [2] * 10
+    assert not torch.equal(x1, x2)                     # a stream never repeats itself
+    assert torch.equal(stream.next_batch(20, rng(0))[0], x1)   # but is reproducible from the seed
+
+
+@pytest.mark.parametrize("fraction,expected_synthetic", [(0.0, 0), (0.25, 4), (0.5, 8), (1.0, 16)])
+def test_mix_source_takes_the_requested_share_from_the_generator(digits, pca, fraction, expected_synthetic):
+    real = sources.ImageSetSource(digits.train)
+    # mark synthetic images: the generator stream is wrapped so its images are exactly 0.5 everywhere
+    class Marked:
+        def next_batch(self, n, g):
+            return torch.full((n, 1, 8, 8), 0.5), torch.zeros(n, dtype=torch.long)
+    x, y = sources.MixSource(real, Marked(), fraction).next_batch(16, rng())
+    assert x.shape == (16, 1, 8, 8) and x.dtype == torch.float32 and len(y) == 16
+    assert int((x == 0.5).flatten(1).all(1).sum()) == expected_synthetic
+
+
+def test_mix_source_refuses_fractions_outside_unit_interval(digits, pca):
+    with pytest.raises(ValueError, match="synthetic_fraction"):
+        sources.MixSource(sources.ImageSetSource(digits.train), sources.GeneratorStream(pca), 1.5)
+
+
+def test_sample_pool_is_uint8_balanced_and_reproducible(pca):
+    pool = generators.sample_pool(pca, 30, seed=0, batch_size=7)
+    assert pool.images.dtype == torch.uint8 and pool.images.shape == (30, 1, 8, 8)
+    assert torch.bincount(pool.labels, minlength=10).tolist() == [3] * 10
+    assert torch.equal(pool.images, generators.sample_pool(pca, 30, seed=0).images)
+    with pytest.raises(ValueError, match="pool size"):
+        generators.sample_pool(pca, 0, seed=0)
