@@ -2,14 +2,16 @@
 
     python -m synthstudy.report --profile quick      # `make reproduce` runs this last
 
-Reads results/<profile>/baseline/metrics.csv and, when present, results/bench/bench.md, and rewrites the part of
-README.md between the `<!-- results:start -->` and `<!-- results:end -->` markers.
+Reads results/<profile>/baseline/metrics.csv, every other notebook's results/<profile>/<notebook>/summary.csv
+(with the figures it published to figures/) and, when present, results/bench/bench.json, and rewrites the part
+of README.md between the `<!-- results:start -->` and `<!-- results:end -->` markers.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import metrics, runs
 
@@ -41,6 +43,47 @@ def baseline_section(profile: str) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(frame) -> str:
+    """A DataFrame as a GitHub markdown table (floats to 3 significant decimals, NaN as an empty cell)."""
+    import math
+
+    def cell(v):
+        if isinstance(v, float):
+            return "" if math.isnan(v) else f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+        return str(v)
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+# What each notebook's summary table shows, for the README (the notebooks hold the full story).
+TITLES = {
+    "generators": "Generators: CAS (train on generated, test on real) and distribution scores",
+    "scaling": "Real vs synthetic data across N",
+    "multiview": "Contrastive learning from generated views: linear-probe accuracy",
+    "audits": "Audits: copying and bias amplification",
+}
+
+
+def notebook_section(profile: str, notebook: str) -> str | None:
+    """The notebook's summary.csv and published figures, if that run exists."""
+    run_dir = runs.results_root() / profile / notebook
+    summary = run_dir / "summary.csv"
+    if not summary.is_file():
+        return None
+    import pandas as pd
+    env = json.loads((run_dir / "environment.json").read_text())
+    lines = [f"### {TITLES.get(notebook, notebook)} (`{profile}` profile)", "",
+             f"Made by `make reproduce PROFILE={profile}` (notebook `{notebook}`; parameters in "
+             f"`results/{profile}/{notebook}/params.json`). Machine: {machine_line(env)}.", "",
+             markdown_table(pd.read_csv(summary))]
+    published = runs.PROJECT_ROOT / "figures"
+    for png in sorted((run_dir / "figures").glob("*.png")):
+        if (published / png.name).is_file():
+            lines += ["", f"![{png.stem}](figures/{png.name})"]
+    return "\n".join(lines)
+
+
 def bench_section() -> str | None:
     path = runs.results_root() / "bench" / "bench.json"
     if not path.is_file():
@@ -56,16 +99,21 @@ def bench_section() -> str | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick")
+    parser.add_argument("--readme", default=str(README), help="file whose results section is rewritten")
     args = parser.parse_args(argv)
-    parts = [p for p in (baseline_section(args.profile), bench_section()) if p]
-    text = README.read_text()
+    readme = Path(args.readme)
+    from .reproduce import NOTEBOOKS
+    sections = [baseline_section(args.profile)]
+    sections += [notebook_section(args.profile, nb) for nb in NOTEBOOKS if nb != "baseline"]
+    parts = [p for p in (*sections, bench_section()) if p]
+    text = readme.read_text()
     if START not in text or END not in text:
         print(f"README.md has no {START} ... {END} markers", file=sys.stderr)
         return 1
     head, rest = text.split(START, 1)
     tail = rest.split(END, 1)[1]
-    runs.write_text(README, head + START + "\n" + "\n\n".join(parts) + "\n" + END + tail)
-    print(f"README.md results section regenerated from results/{args.profile}")
+    runs.write_text(readme, head + START + "\n" + "\n\n".join(parts) + "\n" + END + tail)
+    print(f"{readme.name} results section regenerated from results/{args.profile}")
     return 0
 
 

@@ -87,9 +87,16 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def cpu_threads(requested: int = 0) -> int:
-    """Threads for torch on CPU: the cores this process may run on (cgroup/affinity aware), unless requested."""
+    """Threads for torch on CPU: `requested` if > 0, else $SYNTHSTUDY_THREADS if set, else the cores this process
+    may run on (cgroup/affinity aware). On a shared machine set SYNTHSTUDY_THREADS=1: more torch threads than
+    free cores make OpenMP threads spin-wait for each other, which was measured to slow training several-fold."""
     if requested > 0:
         return requested
+    env = os.environ.get("SYNTHSTUDY_THREADS", "")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"SYNTHSTUDY_THREADS={env!r} must be a positive integer (or unset: all cores)")
+        return int(env)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS

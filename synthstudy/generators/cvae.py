@@ -74,7 +74,7 @@ class _Decoder(nn.Module):
 class CVAE(Generator):
     family = "cvae"
 
-    def __init__(self, image_shape, num_classes: int, latent_dim: int = 16, width: int = 32, embed_dim: int = 16,
+    def __init__(self, image_shape, num_classes: int, latent_dim: int = 16, width: int = 16, embed_dim: int = 16,
                  likelihood: str = "gaussian", sigma: float = 0.1, beta: float = 1.0, kl_warmup: float = 0.1,
                  lr: float = 1e-3, batch_size: int = 128, log_every: int = 50):
         for name, value in (("latent_dim", latent_dim), ("width", width), ("embed_dim", embed_dim),

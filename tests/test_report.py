@@ -1,0 +1,34 @@
+"""The README's results section is generated from run records only: tables and figures, never typed by hand."""
+import pandas as pd
+
+from synthstudy import report, runs
+
+
+def make_run(notebook, rows, summary=None):
+    run = runs.Run(notebook, "quick", {"model": "cnn", "steps": 5, "batch_size": 8, "augment": "flip",
+                                       "seeds": [0, 1, 2]}, device="cpu")
+    run.write_table(rows)
+    if summary is not None:
+        runs.write_text(run.dir / "summary.csv", summary.to_csv(index=False))
+    return run
+
+
+def test_report_rewrites_only_the_marked_section(tmp_path, isolated_results):
+    make_run("baseline", [{"n": n, "seed": s, "test_accuracy": 0.5 + 0.1 * s} for n in (10, 20) for s in range(3)])
+    make_run("generators", [], pd.DataFrame({"arm": ["real", "cvae"], "ratio": [1.0, 0.81234]}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold numbers\n{report.END}\noutro\n")
+    assert report.main(["--profile", "quick", "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old numbers" not in text
+    assert "| 10 | 60.00 ± 24.84 | 3 |" in text                    # mean ± t-interval over 3 seeds
+    assert "| cvae | 0.812 |" in text and "notebook `generators`" in text
+    assert "scaling" not in text                                  # no run, no section
+
+
+def test_report_refuses_a_readme_without_markers(tmp_path, isolated_results):
+    make_run("baseline", [{"n": 10, "seed": s, "test_accuracy": 0.5} for s in range(3)])
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    assert report.main(["--profile", "quick", "--readme", str(readme)]) == 1
+    assert readme.read_text() == "no markers here\n"
