@@ -1,6 +1,7 @@
 # synthstudy: `make reproduce` runs the whole study (quick profile by default), `make test` checks it.
 # Every target installs what it needs first, so both work on a fresh machine.
 PROFILE ?= quick
+EXECUTOR ?= inline
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,8 @@ FMNIST_FILES := train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-image
 .PHONY: setup data reproduce test unit notebooks-smoke lab bench sync clean help
 
 help:
-	@echo "make reproduce [PROFILE=quick|smoke|full]  run the study's notebooks -> results/, figures/"
+	@echo "make reproduce [PROFILE=quick|smoke|full] [EXECUTOR=inline|local|slurm]"
+	@echo "                                           run the study's notebooks -> results/, figures/"
 	@echo "make test                                  unit tests + every notebook on the smoke profile"
 	@echo "make bench                                 speed/accuracy benchmark table (2-5 min budgets, 3 seeds)"
 	@echo "make lab                                   JupyterLab on notebooks/"
@@ -39,7 +41,7 @@ data:
 	  exit 1; fi
 
 reproduce: setup data
-	$(PY) -m synthstudy.reproduce --profile $(PROFILE)
+	$(PY) -m synthstudy.reproduce --profile $(PROFILE) --executor $(EXECUTOR)
 	@# smoke numbers mean nothing: only quick/full runs regenerate the README's results section
 	@if [ "$(PROFILE)" != smoke ]; then $(PY) -m synthstudy.report --profile $(PROFILE); fi
 

@@ -3,6 +3,7 @@
     python -m synthstudy.reproduce --profile quick              # every notebook, in order
     python -m synthstudy.reproduce --profile smoke --notebooks baseline
     python -m synthstudy.reproduce --profile quick -p steps 500 # override one parameter for this call
+    python -m synthstudy.reproduce --profile full --executor slurm   # grid cells as Slurm jobs (submitit)
 
 The jupytext `.py` sources in notebooks/ are the truth: each is converted in memory, given the parameters of
 `configs/<profile>.yaml` that it declares (plus any `-p` overrides), executed with papermill, and saved to
@@ -12,6 +13,7 @@ interruption skips what finished. Bad profile or notebook names are refused befo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,11 +21,11 @@ from pathlib import Path
 import yaml
 
 from . import config
-from .runs import PROJECT_ROOT, atomic_path, results_root
+from .runs import EXECUTORS, PROJECT_ROOT, atomic_path, results_root
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 # Execution order: later notebooks read what earlier ones cached (the baseline first).
-NOTEBOOKS = ["baseline"]
+NOTEBOOKS = ["baseline", "generators", "scaling", "multiview", "audits"]
 
 
 def notebook_parameters(notebook) -> dict:
@@ -65,9 +67,17 @@ def main(argv=None) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override a parameter; VALUE is read as YAML (e.g. -p seeds '[0,1,2]')")
     parser.add_argument("--no-progress", action="store_true", help="do not stream the notebooks' output here")
+    parser.add_argument("--executor", default=os.environ.get("SYNTHSTUDY_EXECUTOR") or "inline",
+                        help="where grid cells run: inline (this process, default), local (submitit subprocesses, "
+                             "$SYNTHSTUDY_PARALLEL at a time) or slurm (submitit jobs; see README 'On a cluster')")
     args = parser.parse_args(argv)
     try:
         config.load_profile(args.profile)                     # refuses unknown profiles before any work
+        if args.executor not in EXECUTORS:
+            raise config.ParameterError(f"executor={args.executor!r} is unknown; allowed values: "
+                                        f"{', '.join(EXECUTORS)}")
+        # the notebooks' kernels inherit the environment: runs.Run.grid reads the executor from it
+        os.environ["SYNTHSTUDY_EXECUTOR"] = args.executor
         names = args.notebooks if args.notebooks else NOTEBOOKS
         unknown = [n for n in names if n not in NOTEBOOKS]
         if unknown:

@@ -161,8 +161,12 @@ class Run:
         return record if record.get("key") == json.loads(json.dumps(key, default=_jsonable)) else None
 
     def grid(self, keys: Iterable[dict], run_cell: Callable[[dict, Path], dict], progress: bool = True,
-             describe: Callable[[dict, dict], str] | None = None) -> list[dict]:
+             describe: Callable[[dict, dict], str] | None = None, executor: str | None = None) -> list[dict]:
         """Run every cell not finished yet; return all records in the order of `keys`.
+
+        `executor` (default: $SYNTHSTUDY_EXECUTOR, else "inline") picks where the unfinished cells run: "inline" in
+        this process, one after another; "local" or "slurm" as submitit jobs (see `_run_elsewhere`). Either way
+        each cell writes its own record atomically, so the records and the skip-on-rerun logic are the same.
 
         `run_cell(key, cell_dir)` returns the cell's metrics (a dict); it may save side files in `cell_dir`.
         A finished cell is skipped, so an interrupted grid resumes where it stopped. After each new cell a one-line
@@ -172,24 +176,74 @@ class Run:
         keys = list(keys)
         if len({stable_hash(k) for k in keys}) != len(keys):
             raise ValueError("the grid lists the same cell twice")
+        executor = executor or executor_from_env()
         records, todo = [], 0
+        if executor != "inline":
+            pending = [k for k in keys if self.load(k) is None]
+            self._run_elsewhere(pending, run_cell, executor, progress, describe)
+            todo = len(pending)
         bar = tqdm(keys, desc=f"{self.notebook} cells", disable=not progress)
         for key in bar:
             record = self.load(key)
             if record is None:
                 todo += 1
-                cell_dir = self.cell_dir(key)
-                start = time.perf_counter()
-                metrics = run_cell(key, cell_dir)
-                record = {"key": key, "metrics": metrics, "seconds": time.perf_counter() - start,
-                          "git": git_state()["sha"], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-                write_json(cell_dir / "record.json", record)
+                record = run_and_record(self.cell_dir(key), key, run_cell)
+                metrics = record["metrics"]
                 line = describe(key, metrics) if describe else f"{_slug(key)}: {metrics}"
                 bar.write(f"[{self.notebook}] {line} ({record['seconds']:.1f} s)")
             records.append(json.loads(json.dumps(record, default=_jsonable)))
         if progress:
             print(f"[{self.notebook}] {len(keys)} cells: {len(keys) - todo} reused from earlier runs, {todo} run now")
         return records
+
+    def _run_elsewhere(self, keys: list[dict], run_cell, executor: str, progress: bool, describe) -> None:
+        """Run `keys` as submitit jobs and wait for them; each job writes its cell's record itself.
+
+        "local": subprocesses on this machine, $SYNTHSTUDY_PARALLEL at a time (default 1), each with
+        cores / parallel torch threads. "slurm": one job per cell, at most $SYNTHSTUDY_PARALLEL running at once
+        (a Slurm array throttle), with $SYNTHSTUDY_SLURM_PARTITION, $SYNTHSTUDY_SLURM_TIMEOUT_MIN (default 60),
+        $SYNTHSTUDY_SLURM_GPUS (default 0) and $SYNTHSTUDY_SLURM_CPUS (default 2). The jobs' logs are in
+        <run>/submitit/. A failed job raises here after the others finished; its cell stays unfinished.
+        """
+        if not keys:
+            return
+        import submitit
+        from tqdm.auto import tqdm
+        parallel = _env_int("SYNTHSTUDY_PARALLEL", 1)
+        folder = self.dir / "submitit"
+        if executor == "local":
+            ex = submitit.AutoExecutor(folder=folder, cluster="local")
+            threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1) // parallel)
+            ex.update_parameters(timeout_min=_env_int("SYNTHSTUDY_SLURM_TIMEOUT_MIN", 60 * 24))
+        else:
+            ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+            threads = _env_int("SYNTHSTUDY_SLURM_CPUS", 2)
+            extra = {"slurm_partition": os.environ["SYNTHSTUDY_SLURM_PARTITION"]} \
+                if os.environ.get("SYNTHSTUDY_SLURM_PARTITION") else {}
+            ex.update_parameters(timeout_min=_env_int("SYNTHSTUDY_SLURM_TIMEOUT_MIN", 60), cpus_per_task=threads,
+                                 gpus_per_node=_env_int("SYNTHSTUDY_SLURM_GPUS", 0), slurm_array_parallelism=parallel,
+                                 name=f"synthstudy-{self.notebook}", **extra)
+        bar = tqdm(total=len(keys), desc=f"{self.notebook} cells ({executor})", disable=not progress)
+        failures = []
+        # local: submit `parallel` jobs, wait, repeat (submitit's local executor has no throttle of its own);
+        # slurm: one array, throttled by the scheduler
+        waves = [keys[i:i + parallel] for i in range(0, len(keys), parallel)] if executor == "local" else [keys]
+        for wave in waves:
+            with ex.batch():
+                jobs = [ex.submit(_job, str(self.cell_dir(k)), k, run_cell, threads) for k in wave]
+            for key, job in zip(wave, jobs):
+                try:
+                    record = job.result()
+                except Exception as err:             # noqa: BLE001 -- report every failure, after the others ran
+                    failures.append(f"{_slug(key)}: {err}")
+                    continue
+                line = describe(key, record["metrics"]) if describe else f"{_slug(key)}: {record['metrics']}"
+                bar.update(1)
+                bar.write(f"[{self.notebook}] {line} ({record['seconds']:.1f} s, {executor} job {job.job_id})")
+        bar.close()
+        if failures:
+            raise RuntimeError(f"{len(failures)} cell(s) failed under executor={executor!r} (logs in {folder}):\n"
+                               + "\n".join(failures))
 
     def write_table(self, rows: list[dict], name: str = "metrics.csv"):
         """Write a tidy table (one row per cell) as CSV; returns it as a pandas DataFrame."""
@@ -198,6 +252,44 @@ class Run:
         with atomic_path(self.dir / name) as tmp:
             frame.to_csv(tmp, index=False)
         return frame
+
+
+EXECUTORS = ("inline", "local", "slurm")
+
+
+def executor_from_env() -> str:
+    """$SYNTHSTUDY_EXECUTOR (set by `make reproduce EXECUTOR=...`), "inline" when unset; checked."""
+    name = os.environ.get("SYNTHSTUDY_EXECUTOR", "") or "inline"
+    if name not in EXECUTORS:
+        raise ValueError(f"executor={name!r} (SYNTHSTUDY_EXECUTOR) is unknown; allowed values: {', '.join(EXECUTORS)}")
+    return name
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer")
+    return int(value)
+
+
+def run_and_record(cell_dir: Path, key: dict, run_cell: Callable[[dict, Path], dict]) -> dict:
+    """Run one cell and write its record atomically (the record's presence is what marks the cell finished)."""
+    start = time.perf_counter()
+    metrics = run_cell(key, cell_dir)
+    record = {"key": key, "metrics": metrics, "seconds": time.perf_counter() - start,
+              "git": git_state()["sha"], "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_json(cell_dir / "record.json", record)
+    return record
+
+
+def _job(cell_dir: str, key: dict, run_cell, threads: int) -> dict:
+    """What a submitit job runs: the cell, with torch threads set for the share of cores this job has."""
+    os.environ["SYNTHSTUDY_THREADS"] = str(threads)
+    import torch
+    torch.set_num_threads(threads)
+    return run_and_record(Path(cell_dir), key, run_cell)
 
 
 def flatten(record: dict) -> dict:

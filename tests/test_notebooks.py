@@ -71,6 +71,8 @@ def test_reproduce_refuses_bad_profile_and_notebook_names(capsys):
     assert reproduce.main(["--profile", "smoke", "-p", "stepz", "5"]) == 2
     err = capsys.readouterr().err
     assert "stepz" in err and "steps" in err          # names the bad override and lists the real ones
+    assert reproduce.main(["--profile", "smoke", "--executor", "dask"]) == 2
+    assert "executor='dask'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -94,3 +94,43 @@ def test_killed_grid_resumes_without_corrupt_or_duplicate_records(tmp_path):
     records = [json.loads(p.read_text()) for p in cells.glob("*/record.json")]
     assert sorted(r["key"]["n"] for r in records) == [0, 1, 2, 3]
     assert not list(cells.rglob("*.tmp"))
+
+
+def test_local_executor_runs_cells_in_subprocesses_with_the_same_records(isolated_results, monkeypatch):
+    """submitit's local executor: each cell runs in its own process and writes its own record; a rerun (inline)
+    finds them all finished; the results equal an inline run's."""
+    offset = 100                              # captured by value: the closure travels to the job process
+
+    def cell(key, cell_dir):
+        import os
+        return {"score": key["n"] + offset, "pid": os.getpid()}
+
+    monkeypatch.setenv("SYNTHSTUDY_PARALLEL", "2")
+    keys = [{"n": n} for n in range(3)]
+    records = runs.Run("demo", "smoke", {}).grid(keys, cell, progress=False, executor="local")
+    assert [r["metrics"]["score"] for r in records] == [100, 101, 102]
+    assert all(r["metrics"]["pid"] != os.getpid() for r in records)
+    inline = runs.Run("inline", "smoke", {}).grid(keys, cell, progress=False, executor="inline")
+    assert [r["metrics"]["score"] for r in inline] == [100, 101, 102]
+    assert all(r["metrics"]["pid"] == os.getpid() for r in inline)
+    calls = []
+    again = runs.Run("demo", "smoke", {}).grid(keys, lambda k, d: calls.append(k) or {}, progress=False)
+    assert calls == [] and again == records
+
+
+def test_a_failing_job_is_reported_and_its_cell_stays_unfinished(isolated_results):
+    def cell(key, cell_dir):
+        if key["n"] == 1:
+            raise RuntimeError("boom")
+        return {"ok": True}
+
+    run = runs.Run("demo", "smoke", {})
+    with pytest.raises(RuntimeError, match="(?s)1 cell.*failed.*n=1.*boom"):
+        run.grid([{"n": 0}, {"n": 1}], cell, progress=False, executor="local")
+    assert run.load({"n": 0}) is not None and run.load({"n": 1}) is None
+
+
+def test_unknown_executor_is_refused(monkeypatch):
+    monkeypatch.setenv("SYNTHSTUDY_EXECUTOR", "ray")
+    with pytest.raises(ValueError, match="executor='ray'.*inline, local, slurm"):
+        runs.Run("demo", "smoke", {}).grid([{"n": 0}], lambda k, d: {}, progress=False)
