@@ -20,7 +20,6 @@ import contextlib
 import io
 import warnings
 
-import numpy as np
 import torch
 from torch import nn
 

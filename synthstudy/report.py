@@ -39,7 +39,7 @@ def baseline_section(profile: str) -> str:
              "| N real images | test accuracy (%, mean ± 95% CI) | seeds |", "|---|---|---|"]
     for row in summary.itertuples():
         lines.append(f"| {row.n} | {metrics.format_ci(row.mean, row.ci)} | {row.seeds} |")
-    lines += ["", f"![accuracy vs N](figures/baseline_accuracy_vs_n.png)"]
+    lines += ["", "![accuracy vs N](figures/baseline_accuracy_vs_n.png)"]
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ def test_balanced_labels_are_balanced_and_seeded():
 def test_generator_stream_gives_fresh_labelled_images(pca):
     stream = sources.GeneratorStream(pca)
     g = rng(0)
-    (x1, y1), (x2, y2) = stream.next_batch(20, g), stream.next_batch(20, g)
+    (x1, y1), (x2, _) = stream.next_batch(20, g), stream.next_batch(20, g)
     assert x1.shape == (20, 1, 8, 8) and x1.dtype == torch.float32 and 0 <= x1.min() and x1.max() <= 1
     assert torch.bincount(y1, minlength=10).tolist() == [2] * 10
     assert not torch.equal(x1, x2)                     # a stream never repeats itself
