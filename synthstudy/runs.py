@@ -154,11 +154,7 @@ class Run:
 
     def load(self, key: dict) -> dict | None:
         """The finished record of a cell, or None if it has not finished (or was written by another key)."""
-        path = self.cell_dir(key) / "record.json"
-        if not path.is_file():
-            return None
-        record = json.loads(path.read_text())
-        return record if record.get("key") == json.loads(json.dumps(key, default=_jsonable)) else None
+        return _read_record(self.cell_dir(key) / "record.json", key)
 
     def grid(self, keys: Iterable[dict], run_cell: Callable[[dict, Path], dict], progress: bool = True,
              describe: Callable[[dict, dict], str] | None = None, executor: str | None = None) -> list[dict]:
@@ -308,6 +304,24 @@ def read_table(profile: str, notebook: str, name: str = "metrics.csv", root: Pat
         raise FileNotFoundError(f"{path} does not exist: run `make reproduce PROFILE={profile}` "
                                 f"(or the {notebook} notebook on that profile) first")
     return pd.read_csv(path)
+
+
+def find_record(profile: str, notebook: str, key: dict, root: Path | None = None) -> dict | None:
+    """The finished record of `key` in another notebook's run, or None; opens (and writes) nothing else.
+
+    Lets a notebook reuse a cell another one computed under the same key (the scaling notebook's real arm is the
+    baseline's grid) instead of training it again. The key must be built exactly as that notebook builds it.
+    """
+    path = Path(root or results_root()) / profile / notebook / "cells" / f"{_slug(key)}-{stable_hash(key)}" / "record.json"
+    return _read_record(path, key)
+
+
+def _read_record(path: Path, key: dict) -> dict | None:
+    """The record at `path` if it exists and was written for `key` (guards against a hash collision)."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("key") == json.loads(json.dumps(key, default=_jsonable)) else None
 
 
 # ---------------------------------------------------------------- artifact cache

@@ -39,6 +39,15 @@ def test_grid_skips_finished_cells_and_reruns_changed_ones(isolated_results):
     assert np.array_equal(np.load(run.cell_dir({"n": 3}) / "indices.npy"), np.arange(3))
 
 
+def test_find_record_reads_another_runs_finished_cell_and_nothing_else(isolated_results):
+    runs.Run("demo", "smoke", {}).grid([{"n": 1, "seed": 0}], lambda k, d: {"score": 7}, progress=False)
+    found = runs.find_record("smoke", "demo", {"n": 1, "seed": 0})
+    assert found["metrics"] == {"score": 7}
+    assert runs.find_record("smoke", "demo", {"n": 1, "seed": 1}) is None          # not computed
+    assert runs.find_record("smoke", "other", {"n": 1, "seed": 0}) is None         # no such run
+    assert not (isolated_results / "smoke" / "other").exists()                     # and none was created
+
+
 def test_grid_refuses_duplicate_cells():
     with pytest.raises(ValueError, match="twice"):
         runs.Run("demo", "smoke", {}).grid([{"n": 1}, {"n": 1}], lambda k, d: {}, progress=False)
