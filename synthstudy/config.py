@@ -131,6 +131,134 @@ class BaselineParams(StudyParams, TrainingParams):
         return sorted({pool if n == "all" else n for n in self.train_sizes})
 
 
+class GeneratorBudgets(BaseModel):
+    """The generator training budgets every notebook shares: equal values -> the same cached generator."""
+
+    gen_steps: dict[str, int]
+    gen_seed: int = Field(ge=0)
+    val_size: int = Field(ge=0)
+
+    @field_validator("gen_steps")
+    @classmethod
+    def _known_families(cls, v):
+        from . import generators
+        unknown = sorted(set(v) - set(generators.available()))
+        if unknown:
+            raise ValueError(f"unknown generator(s) {unknown}; allowed keys: {', '.join(generators.available())}")
+        bad = {k: s for k, s in v.items() if not (isinstance(s, int) and s > 0)}
+        if bad:
+            raise ValueError(f"steps must be positive integers, got {bad}")
+        return v
+
+
+class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
+    """notebooks/generators: train the zoo on the full train pool; FID/KID/PRDC and CAS per generator."""
+
+    generator_names: list[str] = Field(min_length=1)
+    quality_samples: int = Field(gt=0)
+    extractor_steps: int = Field(gt=0)
+
+    @field_validator("generator_names")
+    @classmethod
+    def _names(cls, v):
+        from . import generators
+        unknown = [n for n in v if n not in generators.available()]
+        if unknown or len(set(v)) != len(v):
+            raise ValueError(f"{unknown or 'repeated names'}: allowed values (each once): "
+                             f"{', '.join(generators.available())}")
+        return v
+
+    @model_validator(mode="after")
+    def _budgets(self):
+        missing = [n for n in self.generator_names if n not in self.gen_steps]
+        if missing:
+            raise ValueError(f"gen_steps has no entry for {missing}; give every generator in generator_names "
+                             f"its training steps")
+        if not 0 < self.val_size < TRAIN_SIZES[self.dataset]:
+            raise ValueError(f"val_size={self.val_size}: the quality metrics compare samples with the validation "
+                             f"holdout; allowed: 1..{TRAIN_SIZES[self.dataset] - 1}")
+        return self
+
+
+class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
+    """notebooks/scaling: real vs synthetic (fixed pool, online stream, mixed) training data across N."""
+
+    train_sizes: list[Union[int, Literal["all"]]] = Field(min_length=1)   # the real curve (the baseline's sizes)
+    scaling_sizes: list[Union[int, Literal["all"]]] = Field(min_length=1)
+    scaling_generators: list[str] = Field(min_length=1)
+    pool_multiples: list[int]             # may be empty: no fixed-pool arm
+    mix_fractions: list[float]            # may be empty: no mixed arm
+    stream: bool = True
+
+    @field_validator("scaling_sizes")
+    @classmethod
+    def _sizes(cls, v):
+        bad = [n for n in v if n != "all" and n <= 0]
+        if bad or len(set(v)) != len(v):
+            raise ValueError("sizes must be distinct positive integers or 'all'")
+        return v
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _real_sizes(cls, v):
+        return BaselineParams._positive_sizes(v)
+
+    @field_validator("scaling_generators")
+    @classmethod
+    def _generators(cls, v):
+        return GeneratorsParams._names(v)
+
+    @field_validator("pool_multiples")
+    @classmethod
+    def _multiples(cls, v):
+        if any(m <= 0 for m in v) or len(set(v)) != len(v):
+            raise ValueError("pool sizes are M = multiple x N: distinct positive integers")
+        return v
+
+    @field_validator("mix_fractions")
+    @classmethod
+    def _fractions(cls, v):
+        # 0 is the real arm and 1 the stream arm, both run anyway: a mix is strictly in between
+        if any(not 0 < f < 1 for f in v) or len(set(v)) != len(v):
+            raise ValueError("synthetic share of each batch: distinct numbers strictly between 0 and 1")
+        return v
+
+    @model_validator(mode="after")
+    def _fits(self):
+        missing = [g for g in self.scaling_generators if g not in self.gen_steps]
+        if missing:
+            raise ValueError(f"gen_steps has no entry for {missing}; give every generator in scaling_generators "
+                             f"its training steps")
+        if not (self.pool_multiples or self.stream or self.mix_fractions):
+            raise ValueError("no synthetic arm left: give pool_multiples or mix_fractions, or set stream to true")
+        pool = TRAIN_SIZES[self.dataset] - self.val_size
+        if pool <= 0:
+            raise ValueError(f"val_size={self.val_size} leaves no training images (dataset={self.dataset!r} has "
+                             f"{TRAIN_SIZES[self.dataset]}); allowed: 0..{TRAIN_SIZES[self.dataset] - 1}")
+        for name in ("train_sizes", "scaling_sizes"):
+            too_big = [n for n in getattr(self, name) if n != "all" and n > pool]
+            if too_big:
+                raise ValueError(f"{name} {too_big} exceed the {pool} images left for training "
+                                 f"(dataset={self.dataset!r}, val_size={self.val_size}); allowed: 1..{pool} or 'all'")
+        return self
+
+    def resolved_sizes(self) -> list[int]:
+        """The N of the synthetic arms (each also gets the real arm, for a paired comparison)."""
+        pool = TRAIN_SIZES[self.dataset] - self.val_size
+        return sorted({pool if n == "all" else n for n in self.scaling_sizes})
+
+    def real_sizes(self) -> list[int]:
+        """The N of the real arm: the real curve (train_sizes) plus every synthetic N."""
+        pool = TRAIN_SIZES[self.dataset] - self.val_size
+        return sorted({pool if n == "all" else n for n in self.train_sizes} | set(self.resolved_sizes()))
+
+    def pool_sizes(self, n: int) -> list[int]:
+        """Fixed-pool sizes M for N real images: multiple x N, clipped to the images a classifier sees
+        (steps x batch_size; a larger pool is never fully seen, so it is the stream), duplicates dropped."""
+        cap = self.steps * self.batch_size
+        return sorted({min(m * n, cap) for m in self.pool_multiples})
+
+
 def _format(err: ValidationError, schema: type[BaseModel], given: dict) -> str:
     lines = [f"invalid parameters for {schema.__name__}:"]
     for e in err.errors():
@@ -155,3 +283,146 @@ def from_namespace(schema: type[BaseModel], namespace: dict):
     if missing:
         raise ParameterError(f"the parameters cell does not define {missing} (needed by {schema.__name__})")
     return validate(schema, {name: namespace[name] for name in schema.model_fields if name in namespace})
+
+
+# ---------------------------------------------------------------- audits notebook
+NUM_CLASSES = {"fashion_mnist": 10, "digits": 10, "cifar10": 10}
+
+
+class AuditsParams(StudyParams, TrainingParams):
+    """notebooks/audits: does a generator copy its training images (across N), does it amplify class imbalance?"""
+
+    val_size: int = Field(ge=1)          # the bias audit's per-class precision / recall is measured on it
+    gen_steps: dict[str, int]
+    gen_seed: int = Field(ge=0)
+    extractor_steps: int = Field(gt=0)
+    audit_generators: list[str] = Field(min_length=1)
+    audit_sizes: list[int] = Field(min_length=1)
+    audit_zoo: list[str]
+    audit_samples: int = Field(gt=0)
+    copy_quantile: float = Field(gt=0, le=0.5)
+    bias_generators: list[str] = Field(min_length=1)
+    bias_n: int = Field(gt=0)
+    rare_classes: list[int]
+    rare_fraction: float = Field(gt=0, le=1)
+
+    @field_validator("audit_generators", "audit_zoo", "bias_generators")
+    @classmethod
+    def _known_generators(cls, v):
+        from . import generators
+        bad = [g for g in v if g not in generators.available()]
+        if bad:
+            raise ValueError(f"{bad} unknown; allowed values: {', '.join(generators.available())}")
+        if len(set(v)) != len(v):
+            raise ValueError("a generator is listed twice")
+        return v
+
+    @field_validator("gen_steps")
+    @classmethod
+    def _steps_per_family(cls, v):
+        from . import generators
+        bad = sorted(set(v) - set(generators.available()))
+        if bad:
+            raise ValueError(f"keys {bad} unknown; allowed keys: {', '.join(generators.available())}")
+        if any(isinstance(s, bool) or s <= 0 for s in v.values()):
+            raise ValueError(f"every value must be a positive number of steps, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _audits_fit(self):
+        from .audits import bias
+        missing = [g for g in (*self.audit_generators, *self.audit_zoo, *self.bias_generators)
+                   if g not in self.gen_steps]
+        if missing:
+            raise ValueError(f"gen_steps has no entry for {sorted(set(missing))}; give each audited generator "
+                             f"its training steps")
+        pool = TRAIN_SIZES[self.dataset] - self.val_size
+        if pool <= 0:
+            raise ValueError(f"val_size={self.val_size} leaves no training images (dataset={self.dataset!r} has "
+                             f"{TRAIN_SIZES[self.dataset]}); allowed: 1..{TRAIN_SIZES[self.dataset] - 1}")
+        # the privacy audit compares the N training images with N held-out pool images the generator never saw
+        bad = [n for n in self.audit_sizes if not 2 <= n <= pool // 2]
+        if bad or len(set(self.audit_sizes)) != len(self.audit_sizes):
+            raise ValueError(f"audit_sizes {bad or self.audit_sizes} invalid: distinct sizes, each needs as many "
+                             f"held-out images from the pool of {pool} (dataset={self.dataset!r}, val_size="
+                             f"{self.val_size}); allowed: 2..{pool // 2}")
+        num_classes = NUM_CLASSES[self.dataset]
+        try:
+            bias.check_imbalance(num_classes, self.rare_classes, self.rare_fraction)
+        except ValueError as err:
+            raise ValueError(str(err)) from None
+        if self.bias_n * num_classes > pool:
+            raise ValueError(f"bias_n={self.bias_n} images per majority class exceeds what the pool of {pool} "
+                             f"holds per class; allowed: 1..{pool // num_classes} (roughly; checked exactly "
+                             f"when the data is loaded)")
+        return self
+
+    def resolved_sizes(self) -> list[int]:
+        return sorted(self.audit_sizes)
+
+
+# ---------------------------------------------------------------- multiview notebook
+class MultiviewParams(StudyParams, GeneratorBudgets):
+    """notebooks/multiview: contrastive learning (SimCLR / SupCon) from generated views vs real images."""
+
+    val_size: int = Field(ge=1)            # sigma* and nothing else is chosen on it; the test split is never used so
+    model: str
+    generator: str
+    mv_steps: int = Field(gt=0)
+    mv_batch_size: int = Field(ge=2)       # pairs per step; a pair needs at least one other pair as negatives
+    mv_lr: float = Field(gt=0)
+    mv_temperature: float = Field(gt=0)
+    sigmas: list[float] = Field(min_length=1)
+    latent_truncation: float = Field(ge=0)
+    anchor_pools: list[int] = Field(min_length=1)
+    mv_probe_size: Union[int, Literal["all"]]
+    mv_eval_size: Union[int, Literal["all"]]
+    mv_knn_k: int = Field(gt=0)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v):
+        return TrainingParams._model(v)
+
+    @field_validator("generator")
+    @classmethod
+    def _generator(cls, v):
+        from . import generators
+        if v not in generators.available():
+            raise ValueError(f"allowed values: {', '.join(generators.available())}")
+        return v
+
+    @field_validator("sigmas")
+    @classmethod
+    def _sigmas(cls, v):
+        if any(s < 0 for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"sigmas must be distinct numbers >= 0 (0 = identical latent views), got {v}")
+        return v
+
+    @field_validator("anchor_pools")
+    @classmethod
+    def _pools(cls, v):
+        if any(m <= 0 for m in v) or len(set(v)) != len(v):
+            raise ValueError(f"anchor_pools must be distinct positive integers (unique latents), got {v}")
+        return v
+
+    @field_validator("mv_probe_size", "mv_eval_size")
+    @classmethod
+    def _size(cls, v):
+        if v != "all" and v <= 0:
+            raise ValueError(f"allowed values: a positive integer or 'all', got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _fits(self):
+        if self.generator not in self.gen_steps:
+            raise ValueError(f"gen_steps has no entry for generator={self.generator!r}; allowed generators here: "
+                             f"{', '.join(self.gen_steps)}")
+        pool = TRAIN_SIZES[self.dataset] - self.val_size
+        if pool <= 0:
+            raise ValueError(f"val_size={self.val_size} leaves no training images (dataset={self.dataset!r} has "
+                             f"{TRAIN_SIZES[self.dataset]}); allowed: 1..{TRAIN_SIZES[self.dataset] - 1}")
+        if self.mv_probe_size != "all" and self.mv_probe_size > pool:
+            raise ValueError(f"mv_probe_size={self.mv_probe_size} exceeds the {pool} pool images "
+                             f"(dataset={self.dataset!r}, val_size={self.val_size}); allowed: 1..{pool} or 'all'")
+        return self

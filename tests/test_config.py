@@ -57,3 +57,46 @@ def test_every_profile_validates_for_the_baseline(profile):
 def test_unknown_profile_lists_the_allowed_ones():
     with pytest.raises(config.ParameterError, match="smoke, quick|full, quick, smoke"):
         config.load_profile("fast")
+
+
+# ---------------------------------------------------------------- scaling notebook
+SCALING = {**GOOD, "scaling_sizes": [100, "all"],
+           "scaling_generators": ["pca_gaussian", "cvae"], "gen_steps": {"pca_gaussian": 1, "cvae": 30},
+           "gen_seed": 0, "pool_multiples": [1, 10, 100], "mix_fractions": [0.5], "stream": True}
+
+
+def test_scaling_resolves_all_and_clips_pools_to_the_images_a_classifier_sees():
+    p = config.validate(config.ScalingParams, SCALING)
+    assert p.resolved_sizes() == [100, 1248] and p.real_sizes() == [50, 100, 1248]     # train_sizes [50, "all"]
+    # steps 10 x batch 32 = 320 images seen: 1000 and 10000 are both clipped to 320, then counted once
+    assert p.pool_sizes(100) == [100, 320] and p.pool_sizes(1248) == [320]
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("scaling_sizes", [0, 100], "positive"),
+    ("scaling_sizes", [100, 100], "distinct"),
+    ("scaling_sizes", [5000], "1..1248"),
+    ("train_sizes", [0], "positive"),
+    ("train_sizes", [5000], "1..1248"),
+    ("scaling_generators", ["gan"], "cvae"),
+    ("pool_multiples", [0, 10], "positive"),
+    ("mix_fractions", [0.0, 0.5], "strictly between 0 and 1"),
+    ("mix_fractions", [1.0], "strictly between 0 and 1"),
+    ("gen_steps", {"pca_gaussian": 1}, "cvae"),
+])
+def test_scaling_bad_values_name_the_parameter_and_what_is_allowed(field, value, expected):
+    with pytest.raises(config.ParameterError) as err:
+        config.validate(config.ScalingParams, {**SCALING, field: value})
+    assert expected in str(err.value) and (field in str(err.value) or "gen_steps" in str(err.value))
+
+
+def test_scaling_refuses_a_grid_without_any_synthetic_arm():
+    with pytest.raises(config.ParameterError, match="no synthetic arm"):
+        config.validate(config.ScalingParams, {**SCALING, "pool_multiples": [], "mix_fractions": [], "stream": False})
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+def test_every_profile_validates_for_scaling(profile):
+    values = config.load_profile(profile)
+    config.validate(config.ScalingParams, {**{k: v for k, v in values.items()
+                                              if k in config.ScalingParams.model_fields}, "profile": profile})

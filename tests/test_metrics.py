@@ -28,3 +28,27 @@ def test_compare_calls_overlapping_results_a_tie():
 
 def test_format_ci():
     assert metrics.format_ci(0.93123, 0.0015) == "93.12 ± 0.15"
+
+
+def test_effective_data_interpolates_in_log_n_and_never_extrapolates():
+    sizes, acc = [100, 1000, 10000], [0.70, 0.80, 0.85]
+    n_eff, where = metrics.effective_data(sizes, acc, 0.75)
+    assert where == "inside" and n_eff == pytest.approx(math.sqrt(100 * 1000))     # halfway in log N
+    assert metrics.effective_data(sizes, acc, 0.80) == (pytest.approx(1000), "inside")
+    assert metrics.effective_data(sizes, acc, 0.70) == (pytest.approx(100), "inside")
+    below, above = metrics.effective_data(sizes, acc, 0.69), metrics.effective_data(sizes, acc, 0.86)
+    assert below[1] == "below" and above[1] == "above" and math.isnan(below[0]) and math.isnan(above[0])
+    # order does not matter; a noisy dip is flattened by the running max: 0.80 is first reached at N = 1000
+    n_eff, where = metrics.effective_data([3000, 100, 1000], [0.79, 0.70, 0.80], 0.80)
+    assert where == "inside" and n_eff == pytest.approx(1000)
+    assert metrics.effective_data([100, 1000, 3000], [0.70, 0.80, 0.79], 0.795)[0] < 1000
+    with pytest.raises(ValueError, match="same non-zero length"):
+        metrics.effective_data([100, 1000], [0.7], 0.75)
+    with pytest.raises(ValueError, match="distinct positive"):
+        metrics.effective_data([100, 100], [0.7, 0.8], 0.75)
+
+
+def test_format_multiplier_names_the_end_of_the_curve():
+    assert metrics.format_multiplier(2300.0, "inside", 1000, [100, 55000]) == "2.3× (N_eff 2,300)"
+    assert metrics.format_multiplier(math.nan, "below", 1000, [100, 55000]) == "< smallest N (100)"
+    assert metrics.format_multiplier(math.nan, "above", 1000, [100, 55000]) == "> largest N (55,000)"

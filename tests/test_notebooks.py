@@ -39,6 +39,38 @@ def test_baseline_smoke_numbers_are_sane(isolated_results):
     assert before == after and len(before) == 6
 
 
+def test_scaling_smoke_has_every_arm_and_reuses_the_baseline_and_its_own_cells(isolated_results):
+    # the baseline first (N = 50, 200): the scaling notebook's real curve must take those cells from its records
+    reproduce.execute("baseline", "smoke", progress=False)
+    reproduce.execute("scaling", "smoke", progress=False)
+    run_dir = isolated_results / "smoke" / "scaling"
+    table = pd.read_csv(run_dir / "metrics.csv")
+    # smoke: N in {100, all = 1248}; pools M = 1N, 10N clipped to 20 steps x 64 = 1280 images seen
+    synthetic = {100: ["pool M=100", "pool M=1000", "stream", "mix 50%"],
+                 1248: ["pool M=1248", "pool M=1280", "stream", "mix 50%"]}
+    expected = {("none", "real", n, s) for n in (50, 100, 200, 1248) for s in (0, 1, 2)}
+    expected |= {(g, v, n, s) for n, variants in synthetic.items() for v in variants
+                 for g in ("pca_gaussian", "cvae") for s in (0, 1, 2)}
+    assert set(zip(table["generator"], table["variant"], table["n"], table["seed"])) == expected
+    assert len(table) == len(expected) and table["test_accuracy"].between(0, 1).all()
+    real = table[table["arm"] == "real"].set_index(["n", "seed"])
+    baseline = pd.read_csv(isolated_results / "smoke" / "baseline" / "metrics.csv").set_index(["n", "seed"])
+    for n in (50, 200):
+        assert (real.loc[n, "reused_from"] == "baseline").all()
+        assert real.loc[n, "test_accuracy"].tolist() == baseline.loc[n, "test_accuracy"].tolist()
+    assert real.loc[[100, 1248], "reused_from"].isna().all()                    # trained here
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert set(summary["vs real"]) <= {"higher", "lower", "tie", "—"} and len(summary) == 2 + 2 * 8
+    assert {p.stem for p in (run_dir / "figures").glob("*.png")} >= {
+        "scaling_accuracy_vs_n", "scaling_accuracy_vs_m", "scaling_accuracy_vs_mix", "scaling_effective_data"}
+    # rerun: every cell is reused, nothing retrained
+    records = sorted((run_dir / "cells").glob("*/record.json"))
+    before = {p: p.stat().st_mtime for p in records}
+    reproduce.execute("scaling", "smoke", progress=False)
+    assert {p: p.stat().st_mtime for p in (run_dir / "cells").glob("*/record.json")} == before
+    assert len(before) == len(expected)
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_committed_ipynb_is_paired_without_outputs(name):
     py = jupytext.read(ROOT / "notebooks" / f"{name}.py")
