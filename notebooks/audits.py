@@ -133,21 +133,14 @@ display(pd.DataFrame({"class": names, "judge test accuracy (%)": np.round(np.arr
 # returned its training images at random would hit 95% of them), picks N held-out pool images with the same
 # class counts, and audits both spaces. A whole-pool cell loads the generator the generators notebook trained on
 # all pool images (subset seed 0), draws `audit_samples` samples and audits them against all pool images, with
-# the validation split as the held-out set; its seeds vary only the samples drawn (the model is one), so its
-# intervals are about sampling, not training. Each cell keeps the indices it used, each sample's distance ratio
+# the validation split as the held-out set, in pixel space only: the domain classifier was trained on the pool,
+# so in its feature space the members (its training images) and the non-members (validation images it never saw)
+# are not on an equal footing. Its seeds vary only the samples drawn (the model is one), so its intervals are
+# about sampling, not training. Each cell keeps the indices it used, each sample's distance ratio
 # and its 8 closest sample / training-image pairs.
 
 # %%
-_memo = {}
-
-
-def once(name, compute):
-    """What the whole-pool cells share, computed once: the pool's and the validation split's features (the pool is
-    55,000 images) and the pool's leave-one-out distances per space (they depend on the training images only, not
-    on the generator, so every whole-pool model is held to the same copy threshold)."""
-    if name not in _memo:
-        _memo[name] = compute()
-    return _memo[name]
+_pool_loo = {}
 
 
 def privacy_cell(key, cell_dir):
@@ -156,26 +149,26 @@ def privacy_cell(key, cell_dir):
                                         steps=P.gen_steps[name], seed=P.gen_seed, device=P.device,
                                         progress=P.progress)
     runs.save_npy(cell_dir / "indices.npy", idx)
+    x_labels = pool.labels[idx]
     if n == "all":
         members, nonmembers = pool.images, val.images
-        member_f = once("pool features", lambda: extractor.embed(pool.images))
-        nonmember_f = once("val features", lambda: extractor.embed(val.images))
-        loo = {"pixel": once("pixel loo", lambda: privacy.leave_one_out(pool.images, device=distance_device)),
-               "feature": once("feature loo", lambda: privacy.leave_one_out(member_f, device=distance_device))}
         count = P.audit_samples
+        # the pool's leave-one-out distances depend on the pool alone, not on the generator: computed once, so
+        # every whole-pool model is held to the same copy threshold
+        if "pixel" not in _pool_loo:
+            _pool_loo["pixel"] = privacy.leave_one_out(pool.images, device=distance_device)
+        spaces = {"pixel": (None, _pool_loo["pixel"])}
     else:
         held = privacy.heldout_indices(pool.labels.numpy(), idx, seed=seed)
         runs.save_npy(cell_dir / "heldout_indices.npy", held)
         members, nonmembers = pool.images[torch.as_tensor(idx)], pool.images[torch.as_tensor(held)]
-        member_f, nonmember_f = extractor.embed(members), extractor.embed(nonmembers)
         count = max(P.audit_samples, privacy.SAMPLES_PER_IMAGE * n)
-        loo = {"pixel": None, "feature": None}                    # each subset: its own threshold, in `audit`
-    x = privacy.generate(gen, privacy.labels_like(pool.labels[idx], count, seed=seed), seed=seed)
+        spaces = {"pixel": (None, None), "feature": (extractor.embed, None)}   # own thresholds, in `audit`
+    x = privacy.generate(gen, privacy.labels_like(x_labels, count, seed=seed), seed=seed)
     out = {"n_train": len(idx)}
-    for space, inputs in (("pixel", (x, members, nonmembers)),
-                          ("feature", (extractor.embed(x), member_f, nonmember_f))):
-        report = privacy.audit(*inputs, copy_quantile=P.copy_quantile, space=space, seed=seed,
-                               device=distance_device, train_nn=loo[space])
+    for space, (embed, loo) in spaces.items():
+        report = privacy.audit(x, members, nonmembers, embed=embed, copy_quantile=P.copy_quantile, space=space,
+                               seed=seed, device=distance_device, train_nn=loo)
         out.update({f"{space}_{k}": v for k, v in report.summary().items()})
         runs.save_npy(cell_dir / f"{space}_ratio.npy", report.ratio.numpy().astype(np.float32))
         pairs = privacy.closest_pairs(report, k=8)
@@ -186,33 +179,37 @@ def privacy_cell(key, cell_dir):
     return out
 
 
+def describe_privacy(k, m):
+    def both(name, fmt):
+        return " / ".join(format(m[f"{s}_{name}"], fmt) if f"{s}_{name}" in m else "—" for s in ("pixel", "feature"))
+    return (f"privacy {k['generator']} n={k['n']} seed={k['seed']}: copy rate {both('copy_rate', '.1%')}, "
+            f"attack AUC {both('mia_auc', '.3f')} (pixel / feature)")
+
+
 common = {"part": "privacy", "dataset": P.dataset, "val_size": P.val_size, "gen_seed": P.gen_seed,
           "audit_samples": P.audit_samples, "copy_quantile": P.copy_quantile, "extractor_steps": P.extractor_steps}
 privacy_keys = ([{**common, "generator": g, "n": n, "subset_seed": s, "seed": s, "gen_steps": P.gen_steps[g]}
                  for g in P.audit_generators for n in P.resolved_sizes() for s in P.seeds]
-                + [{**common, "generator": g, "n": "all", "subset_seed": 0, "seed": s, "gen_steps": P.gen_steps[g]}
-                   for g in P.audit_zoo for s in P.seeds])
-privacy_records = run.grid(
-    privacy_keys, privacy_cell, progress=P.progress,
-    describe=lambda k, m: (f"privacy {k['generator']} n={k['n']} seed={k['seed']}: copy rate "
-                           f"{m['pixel_copy_rate']:.1%} / {m['feature_copy_rate']:.1%}, attack AUC "
-                           f"{m['pixel_mia_auc']:.3f} / {m['feature_mia_auc']:.3f} (pixel / feature)"))
+                + [{**common, "generator": g, "n": "all", "subset_seed": 0, "seed": s, "gen_steps": P.gen_steps[g],
+                    "spaces": ["pixel"]} for g in P.audit_zoo for s in P.seeds])
+privacy_records = run.grid(privacy_keys, privacy_cell, progress=P.progress, describe=describe_privacy)
 privacy_table = pd.DataFrame([runs.flatten(r) for r in privacy_records])
 
 # %% [markdown]
 # ## Copy rate and membership attack vs N (mean ± 95% CI over seeds)
 # Dashed: what a generator that does not copy would score (a copy rate of `copy_quantile`, an AUC of 0.5). Above
 # the line, the generator's samples sit nearer its own training images than fresh images from the same
-# distribution would. The rightmost points are the whole-pool models. Their attack is weak by construction: with
-# `audit_samples` samples for 55,000 training images, even a generator that returned training images would reach
-# an AUC of only about 0.52 (the table's `copier AUC`); their copy rate is the informative number.
+# distribution would. The rightmost points are the whole-pool models (pixel space only). Their attack is weak by
+# construction: with `audit_samples` samples for 55,000 training images, even a generator that returned training
+# images would reach an AUC of only about 0.52 (the table's `copier AUC`); their copy rate is the informative
+# number.
 
 # %%
 long = pd.concat([privacy_table.assign(space=space, copy_rate=privacy_table[f"{space}_copy_rate"],
                                        mia_auc=privacy_table[f"{space}_mia_auc"])
                   for space in ("pixel", "feature")])
-privacy_summary = {(space, value): metrics.summarize(long[long["space"] == space], by=["generator", "n_train"],
-                                                     value=value)
+privacy_summary = {(space, value): metrics.summarize(long[long["space"] == space].dropna(subset=[value]),
+                                                     by=["generator", "n_train"], value=value)
                    for space in ("pixel", "feature") for value in ("copy_rate", "mia_auc")}
 fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
 for col, space in enumerate(("pixel", "feature")):
@@ -229,8 +226,9 @@ for (g, n), group in privacy_table.groupby(["generator", "n_train"]):
     row = {"generator": g, "N": n, "copier AUC": f"{group['pixel_copier_auc'].mean():.3f}"}
     for space in ("pixel", "feature"):
         for value, scale in (("copy_rate", 100), ("mia_auc", 1), ("closer_to_train", 100)):
-            row[f"{space} {value}"] = metrics.format_ci(*metrics.mean_ci(group[f"{space}_{value}"]), scale=scale,
-                                                        digits=1 if scale == 100 else 3)
+            values = group[f"{space}_{value}"].dropna() if f"{space}_{value}" in group else []
+            row[f"{space} {value}"] = (metrics.format_ci(*metrics.mean_ci(values), scale=scale,
+                                                         digits=1 if scale == 100 else 3) if len(values) else "—")
     rows.append(row)
 display(pd.DataFrame(rows))
 
@@ -246,10 +244,14 @@ for row, g in enumerate(audited):
     for col, space in enumerate(("pixel", "feature")):
         # run.grid returns records in the order of the keys; a cell's folder is found from the key as built here
         # (a record read back from disk has its key's fields in another order, which changes the folder's name)
-        frame = pd.concat([pd.DataFrame({"n": r["metrics"]["n_train"],
-                                         "ratio": np.load(run.cell_dir(k) / f"{space}_ratio.npy")})
-                           for k, r in zip(privacy_keys, privacy_records) if k["generator"] == g])
-        privacy.plot_ratios(frame, axes[row, col], title=f"{g}, {space} space")
+        frames = [pd.DataFrame({"n": r["metrics"]["n_train"],
+                                "ratio": np.load(run.cell_dir(k) / f"{space}_ratio.npy")})
+                  for k, r in zip(privacy_keys, privacy_records)
+                  if k["generator"] == g and f"{space}_copy_rate" in r["metrics"]]
+        if frames:
+            privacy.plot_ratios(pd.concat(frames), axes[row, col], title=f"{g}, {space} space")
+        else:
+            axes[row, col].set_axis_off()
 fig.tight_layout()
 plots.save(fig, "audits_distance_ratio", run.dir, publish=P.publish_figures)
 
@@ -264,7 +266,7 @@ shown_pairs = ([(g, min(P.audit_sizes)) for g in P.audit_generators] + [(g, "all
 for g, n in shown_pairs:
     key, record = next((k, r) for k, r in zip(privacy_keys, privacy_records)
                        if k["generator"] == g and k["n"] == n and k["seed"] == P.seeds[0])
-    for space in ("pixel", "feature"):
+    for space in [s for s in ("pixel", "feature") if f"{s}_pair_distances" in record["metrics"]]:
         pairs_img = torch.from_numpy(np.load(run.cell_dir(key) / f"{space}_pairs.npy"))
         pairs = [(i, i, d) for i, d in enumerate(record["metrics"][f"{space}_pair_distances"])]
         fig = privacy.plot_closest_pairs(pairs_img[:, 0], pairs_img[:, 1], pairs,
@@ -446,14 +448,13 @@ for g in audited:
         whole = n == len(pool)
         setting = f"N={n}" + (" (whole pool)" if whole else "")
         copier = group["pixel_copier_auc"].mean()
-        # whole pool: the domain classifier was trained on the members but never saw the non-members (validation
-        # images), so feature-space distances are not symmetric between them; claims rest on pixel space there
-        claim_spaces = ("pixel",) if whole else ("pixel", "feature")
+        # whole pool: pixel space only (the domain classifier was trained on the members, not the non-members)
+        spaces = ("pixel",) if whole else ("pixel", "feature")
         texts, found = {}, {}
         for measure, reference, scale, digits in (("copy_rate", P.copy_quantile, 100, 1), ("mia_auc", 0.5, 1, 3)):
-            cells = {space: ci(group[f"{space}_{measure}"], scale, digits) for space in ("pixel", "feature")}
-            texts[measure] = " / ".join(c[0] for c in cells.values())
-            found[measure] = [space for space, c in cells.items() if c[1] > reference and space in claim_spaces]
+            cells = {space: ci(group[f"{space}_{measure}"], scale, digits) for space in spaces}
+            texts[measure] = " / ".join(cells[space][0] if space in cells else "—" for space in ("pixel", "feature"))
+            found[measure] = [space for space, c in cells.items() if c[1] > reference]
         copy_word = (f"more copies than fresh images ({', '.join(found['copy_rate'])})" if found["copy_rate"]
                      else "no detectable excess of copies")
         leak_word = (f"membership leaks ({', '.join(found['mia_auc'])})" if found["mia_auc"]
@@ -469,10 +470,9 @@ for g in audited:
         lines.append(f"- `{g}`, {setting}: copy rate {texts['copy_rate']}% (pixel / feature): {copy_word}; "
                      f"attack AUC {texts['mia_auc']}: {leak_word}.")
 lines.append(f"\nA generator that does not copy scores a copy rate of about {P.copy_quantile:.0%} and an AUC of "
-             f"0.5; a finding is stated only where the whole 95% CI lies beyond those values. For the whole-pool "
-             f"models only pixel space counts: the domain classifier was trained on their members but not on the "
-             f"held-out validation images, which skews feature-space distances between the two. Their intervals "
-             f"cover sampling only (one trained model each).")
+             f"0.5; a finding is stated only where the whole 95% CI lies beyond those values. The whole-pool models "
+             f"are measured in pixel space only (the domain classifier was trained on their members, not on the "
+             f"held-out validation images), and their intervals cover sampling only (one trained model each).")
 lines.append("\n**Bias.**")
 how = {"higher": "the minority gains", "lower": "the minority loses", "tie": "no change beyond the CI"}
 for row in amplification.itertuples():
@@ -494,15 +494,15 @@ for g, group in bias_table.groupby("generator"):
     for sampling in ("uniform", "frequencies"):
         judged = ci(group[f"{sampling}_judged"])[0]
         ratio, low, high = ci(group[f"{sampling}_judged_over_expected"], scale=1, digits=2)
-        word = ("fewer minority-looking samples than asked for" if high < 1 else
-                "more minority-looking samples than asked for" if low > 1 else "as many as asked for, within the CI")
+        short = "fewer" if high < 1 else "more" if low > 1 else "as many (within the CI)"
+        word = f"{short} minority-looking samples than a perfect generator would give"
         summary_rows.append({"audit": "bias", "generator": g, "setting": f"labels drawn {sampling}",
                              "measure": "judged minority share ÷ expected from a perfect generator",
                              "value (mean ± 95% CI)": ratio, "no-effect value": "1", "finding": word})
         lines.append(f"- `{g}`, labels drawn {sampling}: {judged}% of the samples are judged minority classes, "
-                     f"{ratio}× what a perfect generator would give: {word}.")
+                     f"{ratio}× a perfect generator's share: {word}.")
 display(Markdown("\n".join(lines)))
-run.write_table(summary_rows, name="summary.csv")        # the README's audits table (python -m synthstudy.report)
+summary = run.write_table(summary_rows, name="summary.csv")   # the README's audits table (synthstudy.report)
 
 # %% [markdown]
 # ### Reading these numbers
