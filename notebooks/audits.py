@@ -305,8 +305,9 @@ def bias_cell(key, cell_dir):
                                 seed=P.gen_seed, device=P.device, progress=P.progress, num_classes=K)
     freqs = bias.class_frequencies(subset.labels, K)
     cfg = P.train_config(seed=seed, device=P.device, progress=P.progress)
-    arms = {"real": sources.ImageSetSource(subset), "synthetic_matched": bias.GeneratorSource(gen, freqs),
-            "synthetic_balanced": bias.GeneratorSource(gen, torch.ones(K))}
+    arms = {"real": sources.ImageSetSource(subset),
+            "synthetic_matched": sources.GeneratorStream(gen, class_probs=freqs),
+            "synthetic_balanced": sources.GeneratorStream(gen)}
     out = {"subset_size": len(subset)}
     for arm, source in arms.items():
         scored = metrics.cas(source, splits.test, cfg, model=P.model, num_classes=K)

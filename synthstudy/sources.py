@@ -34,19 +34,31 @@ class ImageSetSource:
 
 
 class GeneratorStream:
-    """Fresh synthetic images every batch (the "unlimited data" arm): labels are balanced over classes.
+    """Fresh synthetic images every batch (the "unlimited data" arm).
 
-    Each batch holds every class equally often (remainder classes drawn by the caller's generator), and the
-    latents come from the same seeded generator, so a training run on a stream is reproducible on CPU.
-    Images are float in [0, 1], produced on the generator's device and returned on CPU.
+    Labels are balanced over classes by default: each batch holds every class equally often (remainder classes
+    drawn by the caller's generator). `class_probs` instead draws labels i.i.d. from those weights, e.g. an
+    imbalanced training set's class frequencies for the like-for-like arm of the bias audit. Labels and latents
+    come from the caller's seeded generator, so a training run on a stream is reproducible on CPU. Images are
+    float in [0, 1], produced on the generator's device and returned on CPU.
     """
 
-    def __init__(self, generator_model, num_classes: int | None = None):
+    def __init__(self, generator_model, num_classes: int | None = None, class_probs=None):
         self.model = generator_model
         self.num_classes = num_classes or generator_model.num_classes
+        self.probs = None
+        if class_probs is not None:
+            probs = torch.as_tensor(class_probs, dtype=torch.float64)
+            if probs.ndim != 1 or len(probs) != self.num_classes or (probs < 0).any() or probs.sum() <= 0:
+                raise ValueError(f"class_probs must be {self.num_classes} non-negative weights with a positive sum "
+                                 f"(one per class), got {probs.tolist()}")
+            self.probs = probs / probs.sum()
 
     def next_batch(self, batch_size: int, generator: torch.Generator):
-        labels = balanced_labels(batch_size, self.num_classes, generator)
+        if self.probs is None:
+            labels = balanced_labels(batch_size, self.num_classes, generator)
+        else:
+            labels = torch.multinomial(self.probs, batch_size, replacement=True, generator=generator)
         return self.model.sample(labels, generator=generator), labels
 
 

@@ -228,16 +228,6 @@ def test_imbalance_parameters_are_checked(digits, kwargs, message):
 
 
 # ---------------------------------------------------------------- bias: what comes out
-def test_generator_source_draws_labels_with_the_given_frequencies():
-    probs = torch.tensor([0.5, 0.3, 0.2] + [0.0] * 7)
-    source = bias.GeneratorSource(Encoded(), probs)
-    images, labels = source.next_batch(4000, torch.Generator().manual_seed(0))
-    assert images.shape == (4000, 1, 8, 8)
-    assert torch.allclose(torch.bincount(labels, minlength=10).double() / 4000, probs.double(), atol=0.03)
-    with pytest.raises(ValueError, match="class_probs must be 10 non-negative weights"):
-        bias.GeneratorSource(Encoded(), torch.ones(3))
-
-
 def test_generation_shares_flag_a_generator_whose_rare_samples_drift():
     uniform = torch.full((10,), 0.1)
     perfect_judge = torch.eye(10, dtype=torch.float64)

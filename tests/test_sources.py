@@ -41,6 +41,15 @@ def test_generator_stream_gives_fresh_labelled_images(pca):
     assert torch.equal(stream.next_batch(20, rng(0))[0], x1)   # but is reproducible from the seed
 
 
+def test_generator_stream_draws_labels_with_given_class_probs(pca):
+    probs = torch.tensor([0.5, 0.3, 0.2] + [0.0] * 7)
+    images, labels = sources.GeneratorStream(pca, class_probs=probs).next_batch(4000, rng(0))
+    assert images.shape == (4000, 1, 8, 8)
+    assert torch.allclose(torch.bincount(labels, minlength=10).double() / 4000, probs.double(), atol=0.03)
+    with pytest.raises(ValueError, match="class_probs must be 10 non-negative weights"):
+        sources.GeneratorStream(pca, class_probs=torch.ones(3))
+
+
 @pytest.mark.parametrize("fraction,expected_synthetic", [(0.0, 0), (0.25, 4), (0.5, 8), (1.0, 16)])
 def test_mix_source_takes_the_requested_share_from_the_generator(digits, pca, fraction, expected_synthetic):
     real = sources.ImageSetSource(digits.train)

@@ -23,7 +23,7 @@ trained on it:
 
     >>> from synthstudy.audits import bias
     >>> idx = bias.imbalanced_indices(pool.labels, per_class=500, rare_classes=[0, 4, 7], rare_fraction=0.1, seed=0)
-    >>> source = bias.GeneratorSource(gen, bias.class_frequencies(pool.labels[idx], 10))   # like the real data
+    >>> source = sources.GeneratorStream(gen, class_probs=bias.class_frequencies(pool.labels[idx], 10))  # like the real data
     >>> bias.majority_minority_gap(per_class_accuracy, rare_classes=[0, 4, 7])
 """
 from __future__ import annotations
@@ -94,25 +94,6 @@ def class_frequencies(labels, num_classes: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- sampling and judging
-class GeneratorSource:
-    """Fresh samples every batch, labels drawn i.i.d. from `class_probs` (a batch source for `train.fit`).
-
-    `class_probs` = the imbalanced training set's frequencies gives the like-for-like synthetic arm; uniform
-    gives the "rebalanced" arm. Labels and latents come from the caller's seeded generator (reproducible on CPU).
-    """
-
-    def __init__(self, generator_model, class_probs):
-        probs = torch.as_tensor(class_probs, dtype=torch.float64)
-        if probs.ndim != 1 or len(probs) != generator_model.num_classes or (probs < 0).any() or probs.sum() <= 0:
-            raise ValueError(f"class_probs must be {generator_model.num_classes} non-negative weights, got "
-                             f"{probs.tolist()}")
-        self.model, self.probs = generator_model, probs / probs.sum()
-
-    def next_batch(self, batch_size: int, generator: torch.Generator):
-        labels = torch.multinomial(self.probs, batch_size, replacement=True, generator=generator)
-        return self.model.sample(labels, generator=generator), labels
-
-
 @torch.no_grad()
 def predict_labels(classifier: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """The classifier's predicted class per image (uint8 or [0, 1] float images; no test-time augmentation)."""
