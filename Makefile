@@ -12,7 +12,7 @@ FMNIST_FILES := train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-image
 
 help:
 	@echo "make reproduce [PROFILE=quick|smoke|full] [EXECUTOR=inline|local|slurm]"
-	@echo "                                           run the study's notebooks -> results/, figures/"
+	@echo "                                           run the study's notebooks -> results/, figures/, report.html"
 	@echo "make test                                  unit tests + every notebook on the smoke profile"
 	@echo "make bench                                 speed/accuracy benchmark table (2-5 min budgets, 3 seeds)"
 	@echo "make lab                                   JupyterLab on notebooks/"
@@ -41,9 +41,9 @@ data:
 	  exit 1; fi
 
 reproduce: setup data
+	@# the last notebook, `report`, publishes figures/, regenerates the README's results section (not on smoke)
+	@# and writes results/$(PROFILE)/report/report.html
 	$(PY) -m synthstudy.reproduce --profile $(PROFILE) --executor $(EXECUTOR)
-	@# smoke numbers mean nothing: only quick/full runs regenerate the README's results section
-	@if [ "$(PROFILE)" != smoke ]; then $(PY) -m synthstudy.report --profile $(PROFILE); fi
 
 # Unit tests, then every notebook end to end on the smoke profile (tests/test_notebooks.py).
 # Without Fashion-MNIST (no root, no files) the tests that need it are skipped, the rest still run.

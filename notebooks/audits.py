@@ -58,7 +58,6 @@ lr: float = 0.1                   # peak one-cycle learning rate (SGD, Nesterov)
 augment: str = "flip_crop"        # none | flip | crop | flip_crop | flip_crop_erase (no flips for digits)
 tta: str = "flip"                 # test-time views: none | flip | flip_shift
 progress: bool = True             # tqdm progress bars
-publish_figures: bool = True      # also write figures to the repo's figures/ (the README shows them)
 gen_steps: dict = {"pca_gaussian": 1, "cvae": 800, "cgan": 1200, "flow": 2400}   # generator training steps per
                                   # family, shared with the generators notebook so its cached models are reused
 gen_seed: int = 0                 # generator training seed, shared with the generators notebook
@@ -219,7 +218,7 @@ for col, space in enumerate(("pixel", "feature")):
 axes[0, 0].legend(fontsize=8)
 fig.suptitle(f"{P.dataset}: does the generator copy its N training images?")
 fig.tight_layout()
-plots.save(fig, "audits_privacy_vs_n", run.dir, publish=P.publish_figures)
+plots.save(fig, "audits_privacy_vs_n", run.dir)
 
 rows = []
 for (g, n), group in privacy_table.groupby(["generator", "n_train"]):
@@ -253,7 +252,7 @@ for row, g in enumerate(audited):
         else:
             axes[row, col].set_axis_off()
 fig.tight_layout()
-plots.save(fig, "audits_distance_ratio", run.dir, publish=P.publish_figures)
+plots.save(fig, "audits_distance_ratio", run.dir)
 
 # %% [markdown]
 # ## The closest pairs
@@ -273,7 +272,7 @@ for g, n in shown_pairs:
                                          threshold=record["metrics"][f"{space}_copy_threshold"],
                                          title=f"{g}, N={record['metrics']['n_train']}: closest pairs in "
                                                f"{space} space")
-        plots.save(fig, f"audits_closest_pairs_{g}_n{n}_{space}", run.dir, publish=P.publish_figures)
+        plots.save(fig, f"audits_closest_pairs_{g}_n{n}_{space}", run.dir)
         plt.show()
 
 # %% [markdown]
@@ -355,7 +354,7 @@ for ax, g in zip(axes[:, 0], P.bias_generators):
     bias.plot_per_class(per_class[per_class["generator"] == g], ax, P.rare_classes, names)
     ax.set_title(f"{g} trained on {P.bias_n} images per class, {P.rare_fraction:g}× that for the rare classes")
 fig.tight_layout()
-plots.save(fig, "audits_bias_per_class", run.dir, publish=P.publish_figures)
+plots.save(fig, "audits_bias_per_class", run.dir)
 
 # %% [markdown]
 # ## Does the gap grow? Majority minus minority accuracy, synthetic vs real
@@ -400,7 +399,7 @@ ax.set_ylabel("majority − minority accuracy (pts)")
 ax.legend(fontsize=8)
 ax.set_title("accuracy gap between majority and minority classes (mean ± 95% CI)")
 fig.tight_layout()
-plots.save(fig, "audits_bias_gap", run.dir, publish=P.publish_figures)
+plots.save(fig, "audits_bias_gap", run.dir)
 
 # %% [markdown]
 # ## What comes out when sampling is not forced, and how good each class's samples are
@@ -429,7 +428,7 @@ for ax, g in zip(axes[:, 0], P.bias_generators):
                         label="precision / recall (%)")
     ax.set_title(f"{g}: per-class sample quality against validation images (feature space, k=5)")
 fig.tight_layout()
-plots.save(fig, "audits_bias_quality", run.dir, publish=P.publish_figures)
+plots.save(fig, "audits_bias_quality", run.dir)
 
 # %% [markdown]
 # ## What was found

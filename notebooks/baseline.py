@@ -44,7 +44,6 @@ augment: str = "flip_crop"        # none | flip | crop | flip_crop | flip_crop_e
                                   # translations matter at small N, where 150 steps are many epochs
 tta: str = "flip"                 # test-time views: none | flip | flip_shift (6 views: slower to evaluate)
 progress: bool = True             # tqdm progress bars
-publish_figures: bool = True      # also write figures to the repo's figures/ (the README shows them)
 
 # %%
 import numpy as np
@@ -96,7 +95,7 @@ summary["test accuracy (%)"] = [metrics.format_ci(m, h) for m, h in zip(summary[
 display(summary[["n", "test accuracy (%)", "seeds"]])
 fig = plots.accuracy_vs_size(summary, x="n")
 fig.axes[0].set_title(f"{P.dataset}: real-data baseline ({P.model}, {P.steps} steps × {P.batch_size})")
-plots.save(fig, "baseline_accuracy_vs_n", run.dir, publish=P.publish_figures)
+plots.save(fig, "baseline_accuracy_vs_n", run.dir)
 
 # %% [markdown]
 # ## Reading the curve

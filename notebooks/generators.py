@@ -53,7 +53,6 @@ lr: float = 0.1                   # peak one-cycle learning rate
 augment: str = "flip_crop"        # the baseline's augmentation, for both arms
 tta: str = "flip"                 # test-time views: none | flip | flip_shift
 progress: bool = True             # tqdm progress bars
-publish_figures: bool = True      # also write figures to the repo's figures/ (the README shows them)
 
 # %%
 import time
@@ -125,7 +124,7 @@ panels += [(name, fitted(name).sample(labels, generator=g)) for name in P.genera
 for ax, (title, images) in zip(axes, panels):
     plots.image_grid(ax, images, rows=splits.num_classes)
     ax.set_title(title)
-plots.save(fig, "generators_samples", run.dir, publish=P.publish_figures)
+plots.save(fig, "generators_samples", run.dir)
 
 # %% [markdown]
 # ## Training curves
@@ -140,7 +139,7 @@ for ax, (gen_name, curve, values) in zip(axes[0], curves):
     ax.plot([v[0] for v in values], [v[1] for v in values])
     ax.set_title(f"{gen_name}: {curve}", fontsize=9)
     ax.set_xlabel("step")
-plots.save(fig, "generators_training_curves", run.dir, publish=P.publish_figures)
+plots.save(fig, "generators_training_curves", run.dir)
 
 # %% [markdown]
 # ## CAS: a classifier trained only on generated images, scored on the real test split
@@ -198,7 +197,7 @@ ax1.legend(loc="lower right")
 ax2.bar(synthetic["arm"], synthetic["fid"], color="tab:blue")
 ax2.set_ylabel("FID (domain features, lower is better)")
 ax2.set_title("distance to held-out real images")
-plots.save(fig, "generators_cas_fid", run.dir, publish=P.publish_figures)
+plots.save(fig, "generators_cas_fid", run.dir)
 
 # %% [markdown]
 # ## Per-class quality
@@ -221,7 +220,7 @@ ax.set_yticks(range(len(order)), order)
 ax.set_xticks(range(splits.num_classes), splits.classes, rotation=45, ha="right")
 fig.colorbar(im, ax=ax, label="per-class test accuracy (%)")
 ax.set_title("per-class CAS (mean over seeds)")
-plots.save(fig, "generators_per_class_cas", run.dir, publish=P.publish_figures)
+plots.save(fig, "generators_per_class_cas", run.dir)
 
 # %% [markdown]
 # ## Reading the results

@@ -63,7 +63,6 @@ mv_probe_size: int = 5000         # real pool images (stratified) the linear pro
 mv_eval_size: int = 2000          # images (stratified) of validation and of test that are scored; or "all"
 mv_knn_k: int = 20                # neighbours in the k-NN vote (cosine similarity)
 progress: bool = True             # tqdm progress bars
-publish_figures: bool = True      # also write figures to the repo's figures/ (the README shows them)
 
 # %%
 import matplotlib.pyplot as plt
@@ -189,7 +188,7 @@ ax.axvline(sigma_star, color="k", lw=0.8, ls=":", label=f"σ* = {sigma_star:g} (
 ax.set_xlabel("σ (latent view distance, prior standard deviations)")
 ax.set_title(f"{P.dataset}: SimCLR on {P.generator} latent views ({P.mv_steps} steps × {P.mv_batch_size} pairs)")
 ax.legend(fontsize=8)
-plots.save(fig, "multiview_sigma_sweep", run.dir, publish=P.publish_figures)
+plots.save(fig, "multiview_sigma_sweep", run.dir)
 
 # %% [markdown]
 # **Is there an interior optimum?** The test below asks whether the best σ beats *both* ends of the swept range
@@ -252,7 +251,7 @@ ax.axvline(real_simclr.mean() * 100, color="k", lw=0.8, ls="--")
 ax.set_xlabel("linear-probe test accuracy (%, mean ± 95% CI)")
 ax.set_title(f"{P.dataset}: methods at σ* = {sigma_star:g} ({P.mv_steps} steps × {P.mv_batch_size} pairs)")
 fig.tight_layout()
-plots.save(fig, "multiview_methods", run.dir, publish=P.publish_figures)
+plots.save(fig, "multiview_methods", run.dir)
 
 # %% [markdown]
 # ## 3. How many unique latent anchors?
@@ -283,7 +282,7 @@ ax.set_ylabel("linear-probe test accuracy (%)")
 ax.set_title(f"{P.dataset}: fixed anchor pool vs online (σ* = {sigma_star:g})")
 ax.legend(fontsize=8)
 fig.tight_layout()
-plots.save(fig, "multiview_anchors", run.dir, publish=P.publish_figures)
+plots.save(fig, "multiview_anchors", run.dir)
 
 # %% [markdown]
 # ## 4. View pairs per σ
@@ -306,7 +305,7 @@ for r, row in enumerate(pairs):
             ax.set_title(str(splits.classes[c])[:8], fontsize=7)
 fig.suptitle(f"{P.generator} latent views on {P.dataset}", y=1.0)
 fig.tight_layout()
-plots.save(fig, "multiview_view_pairs", run.dir, publish=P.publish_figures)
+plots.save(fig, "multiview_view_pairs", run.dir)
 
 # %% [markdown]
 # ## The tidy table

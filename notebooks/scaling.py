@@ -75,7 +75,6 @@ lr: float = 0.1                   # peak one-cycle learning rate (SGD, Nesterov)
 augment: str = "flip_crop"        # the baseline's augmentation, for every arm (no flips for digits)
 tta: str = "flip"                 # test-time views: none | flip | flip_shift
 progress: bool = True             # tqdm progress bars
-publish_figures: bool = True      # also write figures to the repo's figures/ (the README shows them)
 
 # %%
 import functools
@@ -304,7 +303,7 @@ for ax, g in zip(axes[0], P.scaling_generators):
 fig.suptitle(f"{P.dataset}: real vs synthetic ({P.model}, {P.steps} steps × {P.batch_size}, "
              f"{len(P.seeds)} seeds)")
 fig.tight_layout()
-plots.save(fig, "scaling_accuracy_vs_n", run.dir, publish=P.publish_figures)
+plots.save(fig, "scaling_accuracy_vs_n", run.dir)
 
 # %% [markdown]
 # ## Does the number of unique samples matter? Accuracy vs M at each N
@@ -336,7 +335,7 @@ for ax, g in zip(axes[0], P.scaling_generators):
     ax.legend(fontsize=8)
 axes[0][0].set_ylabel("test accuracy (%)")
 fig.tight_layout()
-plots.save(fig, "scaling_accuracy_vs_m", run.dir, publish=P.publish_figures)
+plots.save(fig, "scaling_accuracy_vs_m", run.dir)
 
 # %% [markdown]
 # ## Real + synthetic: accuracy vs the synthetic share of each batch
@@ -353,7 +352,7 @@ if P.stream or P.mix_fractions:
         ax.set_xlabel("synthetic share of each batch")
         ax.set_title(g)
     fig.tight_layout()
-    plots.save(fig, "scaling_accuracy_vs_mix", run.dir, publish=P.publish_figures)
+    plots.save(fig, "scaling_accuracy_vs_mix", run.dir)
 
 # %% [markdown]
 # ## The effective-data multiplier
@@ -384,7 +383,7 @@ for ax, g in zip(axes[0], P.scaling_generators):
     ax.set_xlabel("effective-data multiplier N_eff / N")
     ax.set_title(g)
 fig.tight_layout()
-plots.save(fig, "scaling_effective_data", run.dir, publish=P.publish_figures)
+plots.save(fig, "scaling_effective_data", run.dir)
 
 # %% [markdown]
 # ## Conclusions (generated from the numbers above)

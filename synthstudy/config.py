@@ -51,7 +51,6 @@ class StudyParams(BaseModel):
     device: str = "auto"
     seeds: list[int] = Field(min_length=3)
     progress: bool = True
-    publish_figures: bool = True
 
     @field_validator("device")
     @classmethod
@@ -426,3 +425,14 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
             raise ValueError(f"mv_probe_size={self.mv_probe_size} exceeds the {pool} pool images "
                              f"(dataset={self.dataset!r}, val_size={self.val_size}); allowed: 1..{pool} or 'all'")
         return self
+
+
+# ---------------------------------------------------------------- report notebook
+class ReportParams(BaseModel):
+    """The report notebook reads run records only: which profile's records, and what it may write."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    publish_figures: bool = True
+    update_readme: bool = True

@@ -2,7 +2,8 @@
 
     >>> from synthstudy import plots
     >>> fig = plots.accuracy_vs_size(summary, x="n", hue="arm")
-    >>> plots.save(fig, "baseline_accuracy_vs_n", run_dir, publish=True)   # run_dir/figures and figures/
+    >>> plots.save(fig, "baseline_accuracy_vs_n", run.dir)    # -> run.dir/figures/ (part of the run record)
+    >>> plots.publish(run.dir)                                  # the report notebook: -> the repo's figures/
 """
 from __future__ import annotations
 
@@ -45,18 +46,31 @@ def accuracy_vs_size(summary, x: str = "n", hue: str | None = None, ax=None, lab
     return ax.figure
 
 
-def save(fig, name: str, run_dir: Path, publish: bool) -> list[Path]:
-    """Write `name`.png/.svg into `run_dir/figures`, and into the repo's `figures/` when `publish`."""
-    folders = [Path(run_dir) / "figures"] + ([FIGURES_DIR] if publish else [])
+def save(fig, name: str, run_dir: Path) -> list[Path]:
+    """Write `name`.png/.svg into `run_dir/figures` (the run's record; the report notebook publishes them)."""
     written = []
-    for folder in folders:
-        for ext in ("png", "svg"):
-            path = folder / f"{name}.{ext}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=ext, bbox_inches="tight")
-            written.append(path)
+    for ext in ("png", "svg"):
+        path = Path(run_dir) / "figures" / f"{name}.{ext}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight")
+        written.append(path)
     return written
+
+
+def publish(run_dir: Path, target: Path = FIGURES_DIR) -> list[Path]:
+    """Copy a run's figures (PNG and SVG from `run_dir/figures`) into `target` (the README's figures/), atomically;
+    returns the copies. Only the report notebook calls this, so figures/ always matches the run records."""
+    copied = []
+    for source in sorted((Path(run_dir) / "figures").glob("*")):
+        if source.suffix not in (".png", ".svg"):
+            continue
+        path = Path(target) / source.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(source.read_bytes())
+        copied.append(path)
+    return copied
 
 
 def image_grid(ax, images, rows: int, pad: int = 1):

@@ -1,10 +1,13 @@
-"""Regenerate the README's results section from run records (never typed by hand).
+"""The study's report, built from run records only: the README's results section and an HTML report.
 
-    python -m synthstudy.report --profile quick      # `make reproduce` runs this last
+    python -m synthstudy.report --profile quick      # README section only (the `report` notebook also does this)
 
-Reads results/<profile>/baseline/metrics.csv, every other notebook's results/<profile>/<notebook>/summary.csv
-(with the figures it published to figures/) and, when present, results/bench/bench.json, and rewrites the part
-of README.md between the `<!-- results:start -->` and `<!-- results:end -->` markers.
+`make reproduce` ends with the `report` notebook (notebooks/report.py), which calls this module: it copies every
+run's figures into figures/ (`plots.publish`), shows each notebook's summary table and figures, rewrites the part
+of README.md between the `<!-- results:start -->` and `<!-- results:end -->` markers, and is itself exported to
+results/<profile>/report/report.html (`export_html`). Sources: results/<profile>/baseline/metrics.csv, every
+other notebook's results/<profile>/<notebook>/summary.csv and figures/, and, when present,
+results/bench/bench.json. Nothing here trains or samples.
 """
 from __future__ import annotations
 
@@ -96,24 +99,53 @@ def bench_section() -> str | None:
                       "10,000 test images, one row per budget point, 95% CI over seeds.", "", table])
 
 
+def study_runs(profile: str) -> dict[str, Path]:
+    """The study notebooks that have a finished run folder for `profile` (in the study's order)."""
+    from .reproduce import STUDY
+    root = runs.results_root() / profile
+    return {nb: root / nb for nb in STUDY if (root / nb / "params.json").is_file()}
+
+
+def sections(profile: str) -> list[str]:
+    """The README's results section as markdown parts: the baseline, every other notebook, the benchmark."""
+    found = study_runs(profile)
+    parts = [baseline_section(profile) if "baseline" in found else None]
+    parts += [notebook_section(profile, nb) for nb in found if nb != "baseline"]
+    return [p for p in (*parts, bench_section()) if p]
+
+
+def update_readme(profile: str, readme: Path = README) -> None:
+    """Rewrite the marked results section of `readme` from the records; refuses a file without the markers."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} markers: the results section has nowhere to go")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    runs.write_text(readme, head + START + "\n" + "\n\n".join(sections(profile)) + "\n" + END + tail)
+
+
+def export_html(executed_notebook: Path, html_path: Path) -> Path:
+    """The executed report notebook as one self-contained HTML file (code hidden: tables, text and figures)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(
+        nbformat.read(str(executed_notebook), as_version=4))
+    runs.write_text(Path(html_path), body)
+    return Path(html_path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--readme", default=str(README), help="file whose results section is rewritten")
     args = parser.parse_args(argv)
-    readme = Path(args.readme)
-    from .reproduce import NOTEBOOKS
-    sections = [baseline_section(args.profile)]
-    sections += [notebook_section(args.profile, nb) for nb in NOTEBOOKS if nb != "baseline"]
-    parts = [p for p in (*sections, bench_section()) if p]
-    text = readme.read_text()
-    if START not in text or END not in text:
-        print(f"README.md has no {START} ... {END} markers", file=sys.stderr)
+    try:
+        update_readme(args.profile, Path(args.readme))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 1
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    runs.write_text(readme, head + START + "\n" + "\n\n".join(parts) + "\n" + END + tail)
-    print(f"{readme.name} results section regenerated from results/{args.profile}")
+    print(f"{Path(args.readme).name} results section regenerated from results/{args.profile}")
     return 0
 
 

@@ -7,7 +7,7 @@
 
 The jupytext `.py` sources in notebooks/ are the truth: each is converted in memory, given the parameters of
 `configs/<profile>.yaml` that it declares (plus any `-p` overrides), executed with papermill, and saved to
-`results/<profile>/<notebook>/<notebook>.ipynb`. Notebooks record their cells as they go, so rerunning after an
+`results/<profile>/<notebook>/<notebook>.ipynb`; the last, `report`, also becomes results/<profile>/report/report.html. Notebooks record their cells as they go, so rerunning after an
 interruption skips what finished. Bad profile or notebook names are refused before anything runs.
 """
 from __future__ import annotations
@@ -24,8 +24,9 @@ from . import config
 from .runs import EXECUTORS, PROJECT_ROOT, atomic_path, results_root
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-# Execution order: later notebooks read what earlier ones cached (the baseline first).
-NOTEBOOKS = ["baseline", "generators", "scaling", "multiview", "audits"]
+# Execution order: later notebooks read what earlier ones cached (the baseline first); the report reads them all.
+STUDY = ["baseline", "generators", "scaling", "multiview", "audits"]
+NOTEBOOKS = STUDY + ["report"]
 
 
 def notebook_parameters(notebook) -> dict:
@@ -55,6 +56,9 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=progress)
     input_path.unlink(missing_ok=True)
     print(f"[reproduce] {name} on {profile}: {time.perf_counter() - start:.0f} s -> {output}", flush=True)
+    if name == "report":
+        from .report import export_html
+        print(f"[reproduce] HTML report -> {export_html(output, out_dir / 'report.html')}", flush=True)
     return output
 
 

@@ -8,12 +8,12 @@ import pytest
 
 from synthstudy import reproduce
 
-NOTEBOOKS = reproduce.NOTEBOOKS
+NOTEBOOKS = reproduce.NOTEBOOKS          # the study's notebooks and the report
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("name", reproduce.STUDY)
 def test_notebook_runs_on_smoke_and_records_its_cells(name, isolated_results):
     out = reproduce.execute(name, "smoke", progress=False)
     assert out.is_file()
@@ -25,6 +25,26 @@ def test_notebook_runs_on_smoke_and_records_its_cells(name, isolated_results):
     executed = json.loads(out.read_text())
     tags = [c.get("metadata", {}).get("tags", []) for c in executed["cells"]]
     assert any("injected-parameters" in t for t in tags)
+
+
+@pytest.mark.notebook
+def test_report_reads_the_records_and_writes_html_without_touching_the_repo(isolated_results):
+    reproduce.execute("baseline", "smoke", progress=False)
+    figures_before = sorted(p.name for p in (ROOT / "figures").glob("*"))
+    readme_before = (ROOT / "README.md").read_text()
+    reproduce.execute("report", "smoke", progress=False)
+    html = (isolated_results / "smoke" / "report" / "report.html").read_text()
+    assert "Real-data baseline" in html and "| 50 |" not in html          # the table is rendered, not raw markdown
+    assert "baseline_accuracy_vs_n" in html and "data:image/png;base64" in html   # figures embedded
+    # the smoke profile publishes nothing: figures/ and README.md are as they were
+    assert sorted(p.name for p in (ROOT / "figures").glob("*")) == figures_before
+    assert (ROOT / "README.md").read_text() == readme_before
+
+
+def test_report_without_records_says_what_to_run(isolated_results):
+    import papermill
+    with pytest.raises(papermill.PapermillExecutionError, match="make reproduce PROFILE=smoke"):
+        reproduce.execute("report", "smoke", progress=False)
 
 
 def test_baseline_smoke_numbers_are_sane(isolated_results):

@@ -32,3 +32,16 @@ def test_report_refuses_a_readme_without_markers(tmp_path, isolated_results):
     readme.write_text("no markers here\n")
     assert report.main(["--profile", "quick", "--readme", str(readme)]) == 1
     assert readme.read_text() == "no markers here\n"
+
+
+def test_publish_copies_a_runs_figures_and_nothing_else(tmp_path, isolated_results):
+    import matplotlib.pyplot as plt
+    from synthstudy import plots
+    run = make_run("baseline", [{"n": 10, "seed": s, "test_accuracy": 0.5} for s in range(3)])
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    plots.save(fig, "curve", run.dir)
+    (run.dir / "figures" / "notes.txt").write_text("not a figure")
+    copied = plots.publish(run.dir, tmp_path / "figures")
+    assert sorted(p.name for p in copied) == ["curve.png", "curve.svg"]
+    assert (tmp_path / "figures" / "curve.png").read_bytes() == (run.dir / "figures" / "curve.png").read_bytes()

@@ -1,0 +1,71 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Report: the whole study, from its run records
+#
+# This notebook trains nothing. It reads what the study notebooks recorded under `results/<profile>/` (each
+# notebook's parameters, machine, summary table and figures), shows it in one place, copies every figure into the
+# repo's `figures/` (PNG and SVG) and regenerates the README's results section, so no number in the README is
+# typed by hand. `make reproduce` runs it last and exports it to `results/<profile>/report/report.html`.
+#
+# A section appears only for notebooks that have run on this profile; rerun one notebook, then this one, to
+# refresh the report.
+
+# %% tags=["parameters"]
+profile: str = "quick"            # which results/<profile>/ records to report on (a configs/ name)
+publish_figures: bool = True      # copy every run's figures into the repo's figures/ (the README shows them)
+update_readme: bool = True        # rewrite README.md's results section from the records
+
+# %%
+from IPython.display import Image, Markdown, display
+
+from synthstudy import config, plots, report
+
+P = config.from_namespace(config.ReportParams, globals())
+found = report.study_runs(P.profile)
+if not found:
+    raise FileNotFoundError(f"no run records under results/{P.profile}/: run `make reproduce PROFILE={P.profile}` "
+                            f"(or one notebook) first")
+display(Markdown(f"Runs found for profile `{P.profile}`: " + ", ".join(f"`{nb}`" for nb in found)))
+
+# %% [markdown]
+# ## Results, notebook by notebook
+# Each section: the command and machine that made it, the notebook's summary table (means ± 95% CI over seeds
+# where the notebook has seeds) and its figures. The full story, with the reasoning, is in each notebook.
+
+# %%
+for notebook, run_dir in found.items():
+    section = report.baseline_section(P.profile) if notebook == "baseline" else report.notebook_section(P.profile,
+                                                                                                        notebook)
+    # figures are shown from the run folder: the README's figures/ links are only valid once published
+    display(Markdown("\n".join(line for line in (section or f"### {notebook}").splitlines()
+                               if not line.startswith("![")) if section else f"### {notebook}"))
+    for png in sorted((run_dir / "figures").glob("*.png")):
+        display(Markdown(f"**{png.stem}**"), Image(filename=str(png)))
+
+# %% [markdown]
+# ## Publishing: figures/ and the README
+# Only this notebook writes to the repo: figures/ gets exactly the figures the records hold, and the README's
+# results section (between its markers) is regenerated from the same records.
+
+# %%
+if P.publish_figures:
+    copied = [path for run_dir in found.values() for path in plots.publish(run_dir)]
+    print(f"{len(copied)} figure files copied into {plots.FIGURES_DIR}")
+if P.update_readme:
+    report.update_readme(P.profile)
+    print(f"{report.README} results section regenerated from results/{P.profile}")
