@@ -80,8 +80,10 @@ def main(argv=None) -> int:
         if args.executor not in EXECUTORS:
             raise config.ParameterError(f"executor={args.executor!r} is unknown; allowed values: "
                                         f"{', '.join(EXECUTORS)}")
-        # the notebooks' kernels inherit the environment: runs.Run.grid reads the executor from it
+        # the notebooks' kernels inherit the environment: runs.Run.grid reads the executor from it, and
+        # synthstudy.progress draws text bars (a widget is invisible in the terminal that papermill streams to)
         os.environ["SYNTHSTUDY_EXECUTOR"] = args.executor
+        os.environ["SYNTHSTUDY_TEXT_PROGRESS"] = "1"
         names = args.notebooks if args.notebooks else NOTEBOOKS
         unknown = [n for n in names if n not in NOTEBOOKS]
         if unknown:

@@ -168,7 +168,7 @@ class Run:
         A finished cell is skipped, so an interrupted grid resumes where it stopped. After each new cell a one-line
         summary is printed (`describe(key, metrics)` or the metrics themselves).
         """
-        from tqdm.auto import tqdm
+        from .progress import tqdm
         keys = list(keys)
         if len({stable_hash(k) for k in keys}) != len(keys):
             raise ValueError("the grid lists the same cell twice")
@@ -204,7 +204,7 @@ class Run:
         if not keys:
             return
         import submitit
-        from tqdm.auto import tqdm
+        from .progress import tqdm
         parallel = _env_int("SYNTHSTUDY_PARALLEL", 1)
         folder = self.dir / "submitit"
         if executor == "local":

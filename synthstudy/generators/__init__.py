@@ -147,7 +147,7 @@ def sample_pool(generator: Generator, m: int, seed: int, batch_size: int = 500, 
     Stored as uint8, like the real data, so a pool costs what a real dataset of the same size costs and the
     classifier sees the same quantisation in both arms. Same (generator, m, seed) -> same pool.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     from ..sources import balanced_labels
     if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m <= 0:

@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ..sources import ImageSetSource
 from ..train import check_positive
