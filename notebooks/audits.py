@@ -66,8 +66,8 @@ audit_generators: list = ["pca_gaussian"]   # families audited for copying; a le
                                   # (N, seed), tens of minutes each on 2 cores, so the full profile audits them
 audit_sizes: list = [100, 300, 1000]        # N training images per generator (stratified subsets); each N
                                   # needs N held-out pool images, so at most half the pool
-audit_zoo: list = ["cvae", "cgan"]          # families whose whole-pool models (the generators notebook's,
-                                  # cached) are audited too: sampling and distances only, no training
+audit_zoo: list = ["pca_gaussian", "cvae", "cgan", "flow"]   # families whose whole-pool models (the
+                                  # generators notebook's, cached) are audited too: sampling and distances only
 audit_samples: int = 2000         # synthetic samples per privacy cell, at least (3 per training image in the
                                   # N sweep; exactly this many for the whole-pool models, whose sampling is slow)
 copy_quantile: float = 0.05       # copy threshold, as a quantile of train-to-train leave-one-out NN distances:
@@ -494,8 +494,9 @@ for g, group in bias_table.groupby("generator"):
     for sampling in ("uniform", "frequencies"):
         judged = ci(group[f"{sampling}_judged"])[0]
         ratio, low, high = ci(group[f"{sampling}_judged_over_expected"], scale=1, digits=2)
-        short = "fewer" if high < 1 else "more" if low > 1 else "as many (within the CI)"
-        word = f"{short} minority-looking samples than a perfect generator would give"
+        word = ("fewer minority-looking samples than a perfect generator would give" if high < 1 else
+                "more minority-looking samples than a perfect generator would give" if low > 1 else
+                "as many minority-looking samples as a perfect generator would give (within the CI)")
         summary_rows.append({"audit": "bias", "generator": g, "setting": f"labels drawn {sampling}",
                              "measure": "judged minority share ÷ expected from a perfect generator",
                              "value (mean ± 95% CI)": ratio, "no-effect value": "1", "finding": word})

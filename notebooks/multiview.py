@@ -69,7 +69,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
 from synthstudy import config, contrastive, data, generators, metrics, plots, runs, train
 
@@ -235,7 +235,7 @@ for label, *_ in ARMS:
                  "ratio to real SimCLR": f"{probe[0] / real_simclr.mean():.3f}",
                  "vs real SimCLR": metrics.compare(g["probe_accuracy_test"], real_simclr),
                  "train s / cell": f"{g['train_seconds'].mean():.0f}", "seeds": len(g)})
-method_summary = pd.DataFrame(rows)
+method_summary = run.write_table(rows, name="summary.csv")   # the README's multiview table (synthstudy.report)
 display(method_summary)
 
 summary = metrics.summarize(methods_table, by="arm", value="probe_accuracy_test").set_index("arm").loc[
@@ -314,6 +314,27 @@ plots.save(fig, "multiview_view_pairs", run.dir)
 # %%
 table = run.write_table([runs.flatten(r) for r in all_records.values()])
 print(f"{len(table)} cells, {table['train_seconds'].sum():.0f} s of contrastive training in total")
+
+# %% [markdown]
+# ## Conclusions from this run (generated from the cells above; a difference inside the CI is a tie)
+
+# %%
+floor = methods_table.loc[methods_table["arm"] == "untrained encoder", "probe_accuracy_test"]
+learned = [label for label, *_ in ARMS[1:]
+           if metrics.compare(methods_table.loc[methods_table["arm"] == label, "probe_accuracy_test"], floor)
+           == "higher"]
+online_scores = anchors_table.loc[anchors_table["kind"] == "online", "probe_accuracy_test"]
+anchor_verdicts = {int(m): metrics.compare(g["probe_accuracy_test"], online_scores)
+                   for m, g in anchors_table[anchors_table["kind"] == "fixed pool"].groupby("unique anchors")}
+lines = [f"- **σ sweep:** best σ on test {best:g}, σ* on validation {sigma_star:g}; an interior optimum is "
+         f"{'supported' if interior else 'not supported at this budget'} (best vs the ends: {verdicts}).",
+         "- **Methods vs real-data SimCLR:** " + "; ".join(
+             f"{r['arm']}: {r['vs real SimCLR']} (ratio {r['ratio to real SimCLR']})" for _, r in
+             method_summary.iloc[2:].iterrows()) + ".",
+         "- **Above the untrained encoder** (the floor): " + (", ".join(learned) if learned else
+                                                              "no method, so this budget is too short to rank them") + ".",
+         "- **Anchors:** " + "; ".join(f"a fixed pool of {m} vs online: {v}" for m, v in anchor_verdicts.items()) + "."]
+display(Markdown("\n".join(lines)))
 
 # %% [markdown]
 # ## Reading the results

@@ -2,6 +2,7 @@
 
     python -m synthstudy.bench                       # both budgets x 3 seeds (~25 min on 2 cores)
     python -m synthstudy.bench --points 2min --seeds 0
+    python -m synthstudy.bench --generators          # also: each quick-profile generator's fit time and samples/s
 
 For each budget point (a wall-clock budget: training stops when it is spent, the LR schedule following elapsed
 time) and each seed it trains the `cnn` classifier on all 60,000 training images (a fixed
@@ -9,10 +10,16 @@ recipe: nothing is selected, so no validation split is needed), scores the 10,00
 accuracy, training wall time, images/s, and the achieved GFLOP/s (FLOPs of one training step counted by
 torch.utils.flop_counter) next to an fp32 matmul peak measured in the same run. Results are also written to
 results/bench/bench.json and bench.md. Timings are only meaningful on an otherwise idle machine.
+
+`--generators` adds one row per generator of a profile (default quick), trained on the whole pool exactly as the
+notebooks train it (so the cache under results/cache is shared: a cached model is loaded, a missing one is trained
+here): its step budget, the wall time of its fit as recorded when it was trained (`history["seconds"]`, on the
+machine that trained it), and the sampling speed measured now (`--gen-samples` balanced samples, batches of 500).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -61,7 +68,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds per point (default: 0 1 2)")
     parser.add_argument("--model", default="cnn", help="classifier name in synthstudy.models (default: cnn)")
     parser.add_argument("--device", default="cpu", help="cpu (the reference) | auto | cuda")
+    parser.add_argument("--generators", action="store_true",
+                        help="also time each generator of --gen-profile: fit (as recorded) and sampling (now)")
+    parser.add_argument("--gen-profile", default="quick", help="profile whose gen_steps are used (default: quick)")
+    parser.add_argument("--gen-samples", type=int, default=2000, help="samples drawn to time sampling (default: 2000)")
+    parser.add_argument("--no-classifier", action="store_true", help="skip the classifier budget points")
     args = parser.parse_args(argv)
+    if args.gen_samples <= 0:
+        parser.error(f"--gen-samples={args.gen_samples} must be a positive integer")
     models.create_model(args.model, 1, 10, 28)   # refuse unknown names before loading anything
     splits = data.load("fashion_mnist")
     threads = train.cpu_threads()
@@ -69,7 +83,7 @@ def main(argv=None) -> int:
     peak = matmul_peak_gflops()
     print(f"fp32 matmul peak on {threads} threads: {peak:.1f} GFLOP/s", flush=True)
     rows = []
-    for point in args.points:
+    for point in ([] if args.no_classifier else args.points):
         overrides, budget = POINTS[point]
         probe_cfg = train.TrainConfig(**overrides, device=args.device, progress=False)
         flops = train_flops_per_image(args.model, probe_cfg, splits.image_shape, splits.num_classes)
@@ -85,12 +99,51 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"  {point} seed {seed}: {acc:.2%} in {result.seconds:.0f} s, {result.steps} steps "
                   f"({result.images_per_s:.0f} img/s, {row['gflops']:.1f} GFLOP/s)", flush=True)
-    table = render(rows, peak)
+    gen_rows = generator_rows(splits, args.gen_profile, args.gen_samples, args.device) if args.generators else []
+    table = "\n\n".join(t for t in (render(rows, peak) if rows else "", render_generators(gen_rows)) if t)
     print("\n" + table)
     out = runs.results_root() / "bench"
-    runs.write_json(out / "bench.json", {"rows": rows, "environment": runs.environment(args.device)})
+    # a partial run (only --generators, or only the classifier) keeps the other part of the last record, each part
+    # with the machine that measured it
+    record = json.loads((out / "bench.json").read_text()) if (out / "bench.json").is_file() else {}
+    env = runs.environment(args.device)
+    if rows:
+        record.update(rows=rows, environment=env)
+    if gen_rows:
+        record.update(generator_rows=gen_rows, generator_environment=env)
+    runs.write_json(out / "bench.json", record)
     runs.write_text(out / "bench.md", table + "\n")
     return 0
+
+
+def generator_rows(splits, profile: str, samples: int, device: str) -> list[dict]:
+    """Per generator of `profile`: steps, fit seconds (as recorded when trained) and samples/s (measured now)."""
+    from . import config, generators
+    params = config.load_profile(profile)
+    pool, _ = data.holdout(splits.train, params["val_size"], seed=0)
+    rows = []
+    for name in params["generator_names"]:
+        gen, _ = generators.fit_on_subset(name, pool, dataset="fashion_mnist", n="all", subset_seed=0,
+                                          steps=params["gen_steps"][name], seed=params["gen_seed"], device=device)
+        generators.sample_pool(gen, min(samples, 500), seed=1)           # warm-up (allocations, oneDNN kernels)
+        start = time.perf_counter()
+        generators.sample_pool(gen, samples, seed=0)
+        rows.append({"generator": name, "profile": profile, "steps": params["gen_steps"][name],
+                     "fit_seconds": float(gen.history["seconds"]),
+                     "samples_per_s": samples / (time.perf_counter() - start)})
+        print(f"  {name}: fit {rows[-1]['fit_seconds']:.0f} s (recorded), {rows[-1]['samples_per_s']:.0f} samples/s",
+              flush=True)
+    return rows
+
+
+def render_generators(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = ["| generator | profile | steps | fit time (s, recorded when trained) | samples/s (measured now) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['generator']} | {r['profile']} | {r['steps']} | {r['fit_seconds']:.0f} | {r['samples_per_s']:,.0f} |"
+              for r in rows]
+    return "\n".join(lines)
 
 
 def render(rows: list[dict], peak: float) -> str:

@@ -253,9 +253,12 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
 
     def pool_sizes(self, n: int) -> list[int]:
         """Fixed-pool sizes M for N real images: multiple x N, clipped to the images a classifier sees
-        (steps x batch_size; a larger pool is never fully seen, so it is the stream), duplicates dropped."""
+        (steps x batch_size; a larger pool is never fully seen), duplicates dropped. With the stream arm on, a
+        pool of exactly that size is dropped too: each of its images is seen once, which is what the stream is
+        (the same measurement twice would only cost time)."""
         cap = self.steps * self.batch_size
-        return sorted({min(m * n, cap) for m in self.pool_multiples})
+        sizes = {min(m * n, cap) for m in self.pool_multiples}
+        return sorted(sizes - {cap} if self.stream else sizes)
 
 
 def _format(err: ValidationError, schema: type[BaseModel], given: dict) -> str:

@@ -68,8 +68,17 @@ TITLES = {
 }
 
 
+# The figures the README shows per notebook (the rest are in figures/, the HTML report and the notebooks).
+HEADLINE_FIGURES = {
+    "generators": ["generators_samples", "generators_cas_fid"],
+    "scaling": ["scaling_accuracy_vs_n", "scaling_effective_data"],
+    "multiview": ["multiview_methods", "multiview_sigma_sweep"],
+    "audits": ["audits_privacy_vs_n", "audits_bias_gap"],
+}
+
+
 def notebook_section(profile: str, notebook: str) -> str | None:
-    """The notebook's summary.csv and published figures, if that run exists."""
+    """The notebook's summary.csv and its published headline figures, if that run exists."""
     run_dir = runs.results_root() / profile / notebook
     summary = run_dir / "summary.csv"
     if not summary.is_file():
@@ -81,9 +90,13 @@ def notebook_section(profile: str, notebook: str) -> str | None:
              f"`results/{profile}/{notebook}/params.json`). Machine: {machine_line(env)}.", "",
              markdown_table(pd.read_csv(summary))]
     published = runs.PROJECT_ROOT / "figures"
-    for png in sorted((run_dir / "figures").glob("*.png")):
-        if (published / png.name).is_file():
-            lines += ["", f"![{png.stem}](figures/{png.name})"]
+    shown = HEADLINE_FIGURES.get(notebook) or sorted(p.stem for p in (run_dir / "figures").glob("*.png"))
+    for stem in shown:
+        if (run_dir / "figures" / f"{stem}.png").is_file() and (published / f"{stem}.png").is_file():
+            lines += ["", f"![{stem}](figures/{stem}.png)"]
+    others = sorted(p.stem for p in (run_dir / "figures").glob("*.png") if p.stem not in shown)
+    if others:
+        lines += ["", "More figures in `figures/` and the HTML report: " + ", ".join(f"`{o}`" for o in others) + "."]
     return "\n".join(lines)
 
 
@@ -92,11 +105,20 @@ def bench_section() -> str | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    from .bench import render
-    table = render(record["rows"], record["rows"][0]["peak_gflops"])
-    return "\n".join(["### `make bench`: full Fashion-MNIST train, real data", "",
-                      f"Made by `make bench` ({machine_line(record['environment'])}); all 60,000 training images, "
-                      "10,000 test images, one row per budget point, 95% CI over seeds.", "", table])
+    from .bench import render, render_generators
+    lines = []
+    if record.get("rows"):
+        lines += ["### `make bench`: full Fashion-MNIST train, real data", "",
+                  f"Made by `make bench` ({machine_line(record['environment'])}); all 60,000 training images, "
+                  "10,000 test images, one row per budget point, 95% CI over seeds.", "",
+                  render(record["rows"], record["rows"][0]["peak_gflops"])]
+    if record.get("generator_rows"):
+        lines += ["", "### `make bench`: generators", "",
+                  f"Made by `python -m synthstudy.bench --generators --no-classifier` "
+                  f"({machine_line(record['generator_environment'])}): each generator trained on the whole pool with "
+                  "its profile's step budget (the fit time is the one recorded when it was trained), sampling timed "
+                  "now.", "", render_generators(record["generator_rows"])]
+    return "\n".join(lines).strip() or None
 
 
 def study_runs(profile: str) -> dict[str, Path]:

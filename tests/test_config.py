@@ -62,7 +62,7 @@ def test_unknown_profile_lists_the_allowed_ones():
 # ---------------------------------------------------------------- scaling notebook
 SCALING = {**GOOD, "scaling_sizes": [100, "all"],
            "scaling_generators": ["pca_gaussian", "cvae"], "gen_steps": {"pca_gaussian": 1, "cvae": 30},
-           "gen_seed": 0, "pool_multiples": [1, 10, 100], "mix_fractions": [0.5], "stream": True}
+           "gen_seed": 0, "pool_multiples": [1, 10, 100], "mix_fractions": [0.5], "stream": False}
 
 
 def test_scaling_resolves_all_and_clips_pools_to_the_images_a_classifier_sees():
@@ -70,6 +70,9 @@ def test_scaling_resolves_all_and_clips_pools_to_the_images_a_classifier_sees():
     assert p.resolved_sizes() == [100, 1248] and p.real_sizes() == [50, 100, 1248]     # train_sizes [50, "all"]
     # steps 10 x batch 32 = 320 images seen: 1000 and 10000 are both clipped to 320, then counted once
     assert p.pool_sizes(100) == [100, 320] and p.pool_sizes(1248) == [320]
+    # with the stream arm on, a pool the classifier sees exactly once per image duplicates it: dropped
+    streaming = config.validate(config.ScalingParams, {**SCALING, "stream": True})
+    assert streaming.pool_sizes(100) == [100] and streaming.pool_sizes(1248) == []
 
 
 @pytest.mark.parametrize("field,value,expected", [
