@@ -327,7 +327,8 @@ online_scores = anchors_table.loc[anchors_table["kind"] == "online", "probe_accu
 anchor_verdicts = {int(m): metrics.compare(g["probe_accuracy_test"], online_scores)
                    for m, g in anchors_table[anchors_table["kind"] == "fixed pool"].groupby("unique anchors")}
 lines = [f"- **σ sweep:** best σ on test {best:g}, σ* on validation {sigma_star:g}; an interior optimum is "
-         f"{'supported' if interior else 'not supported at this budget'} (best vs the ends: {verdicts}).",
+         f"{'supported' if interior else 'not supported at this budget'} (best vs the ends: "
+         + ", ".join(f"vs σ={e:g} {v}" for e, v in verdicts.items()) + ").",
          "- **Methods vs real-data SimCLR:** " + "; ".join(
              f"{r['arm']}: {r['vs real SimCLR']} (ratio {r['ratio to real SimCLR']})" for _, r in
              method_summary.iloc[2:].iterrows()) + ".",

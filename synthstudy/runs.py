@@ -39,6 +39,15 @@ def results_root() -> Path:
 
 
 # ---------------------------------------------------------------- atomic writes
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path next to `path`; on success rename it onto `path` (atomic on POSIX)."""
@@ -48,6 +57,8 @@ def atomic_path(path: Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.exists(tmp):
+            os.chmod(tmp, _FILE_MODE)     # mkstemp makes 0600 files; results are meant to be shared like any file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

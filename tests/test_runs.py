@@ -53,6 +53,14 @@ def test_grid_refuses_duplicate_cells():
         runs.Run("demo", "smoke", {}).grid([{"n": 1}, {"n": 1}], lambda k, d: {}, progress=False)
 
 
+def test_atomic_write_gives_an_ordinary_file_mode(tmp_path):
+    import os
+    runs.write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask      # not mkstemp's private 0600
+
+
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "r.json"
     runs.write_json(path, {"ok": 1})
