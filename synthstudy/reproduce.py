@@ -27,11 +27,29 @@ NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 # Execution order: later notebooks read what earlier ones cached (the baseline first); the report reads them all.
 STUDY = ["baseline", "generators", "scaling", "multiview", "audits"]
 NOTEBOOKS = STUDY + ["report"]
+# The parameter schema each notebook validates itself with (synthstudy.config); `main` applies it up front too.
+SCHEMAS = {"baseline": "BaselineParams", "generators": "GeneratorsParams", "scaling": "ScalingParams",
+           "multiview": "MultiviewParams", "audits": "AuditsParams", "report": "ReportParams"}
 
 
 def notebook_parameters(notebook) -> dict:
     import papermill
     return papermill.inspect_notebook(notebook)
+
+
+def check_parameters(names, profile: str, overrides: dict) -> None:
+    """Validate every selected notebook's parameters (cell defaults < profile < overrides) before any notebook
+    runs, so a bad value for the last notebook is reported now, not after the first ones have run for an hour."""
+    import ast
+    profile_values = {**config.load_profile(profile), **overrides, "profile": profile}
+    for name in names:
+        declared = notebook_parameters(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+        values = {k: ast.literal_eval(spec["default"]) for k, spec in declared.items()}
+        values.update({k: v for k, v in profile_values.items() if k in declared})
+        try:
+            config.from_namespace(getattr(config, SCHEMAS[name]), values)
+        except config.ParameterError as err:
+            raise config.ParameterError(f"notebook {name}: {err}") from None
 
 
 def execute(name: str, profile: str, overrides: dict | None = None, kernel: str = "python3",
@@ -94,6 +112,7 @@ def main(argv=None) -> int:
         if unknown:
             raise config.ParameterError(f"-p {unknown}: no selected notebook has such a parameter; allowed: "
                                         f"{', '.join(sorted(declared))}")
+        check_parameters(names, args.profile, overrides)
     except config.ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

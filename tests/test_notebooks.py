@@ -162,6 +162,23 @@ def test_reproduce_refuses_bad_profile_and_notebook_names(capsys):
     assert "executor='dask'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("override,expected", [
+    (["seeds", "[0]"], "parameter 'seeds'"),                          # every notebook: fewer than 3 seeds
+    (["rare_fraction", "2.0"], "notebook audits"),                    # only the last study notebook has it
+    (["generator_names", "[gan]"], "notebook generators"),
+])
+def test_reproduce_validates_every_notebooks_values_before_running_any(override, expected, capsys,
+                                                                        isolated_results):
+    assert reproduce.main(["--profile", "smoke", "-p", *override]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (isolated_results / "smoke").exists()                  # nothing ran, nothing was written
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+def test_every_profile_passes_every_notebooks_schema(profile):
+    reproduce.check_parameters(reproduce.NOTEBOOKS, profile, {})
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_papermill_sees_every_parameter(name):
     """papermill silently drops a parameter line it cannot parse (e.g. '=' inside the comment): catch that."""
