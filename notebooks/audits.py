@@ -190,6 +190,7 @@ common = {"part": "privacy", "dataset": P.dataset, "val_size": P.val_size, "gen_
 privacy_keys = ([{**common, "generator": g, "n": n, "subset_seed": s, "seed": s, "gen_steps": P.gen_steps[g]}
                  for g in P.audit_generators for n in P.resolved_sizes() for s in P.seeds]
                 + [{**common, "generator": g, "n": "all", "subset_seed": 0, "seed": s, "gen_steps": P.gen_steps[g],
+                    "gen_identity": generators.identity(g),
                     "spaces": ["pixel"]} for g in P.audit_zoo for s in P.seeds])
 privacy_records = run.grid(privacy_keys, privacy_cell, progress=P.progress, describe=describe_privacy)
 privacy_table = pd.DataFrame([runs.flatten(r) for r in privacy_records])

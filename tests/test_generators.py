@@ -223,3 +223,19 @@ def test_flow_sampler_is_deterministic_and_guidance_changes_samples(fitted):
     assert not torch.equal(plain, gen.decode(z, labels))      # guidance mixes in the unconditional velocity
     # the autoencoder stage ran first, then the flow, splitting the steps
     assert gen.history["ae_steps"] + gen.history["flow_steps"] == STEPS
+
+
+def test_identity_changes_when_a_default_or_the_code_version_changes(monkeypatch):
+    """Grid cells that scored a family's default model key on this, so a new default reruns them."""
+    from synthstudy import runs
+    before = runs.stable_hash(generators.identity("flow"))
+    assert generators.identity("flow")["defaults"]["ae_fraction"] == 0.6
+    cls, version = generators._REGISTRY["flow"]
+    monkeypatch.setitem(generators._REGISTRY, "flow", (cls, version + 1))
+    assert runs.stable_hash(generators.identity("flow")) != before
+    monkeypatch.setitem(generators._REGISTRY, "flow", (cls, version))
+    defaults = list(cls.__init__.__defaults__)
+    defaults[defaults.index(0.6)] = 0.5                                  # another ae_fraction default
+    monkeypatch.setattr(cls.__init__, "__defaults__", tuple(defaults))
+    assert generators.identity("flow")["defaults"]["ae_fraction"] == 0.5
+    assert runs.stable_hash(generators.identity("flow")) != before

@@ -69,6 +69,17 @@ def config_options(name: str) -> dict:
     return {k: p.default for k, p in params.items() if k not in ("self", "image_shape", "num_classes")}
 
 
+def identity(name: str) -> dict:
+    """What a grid cell's key must hold about a family besides its step budget and seed: its code version and
+    default hyperparameters. A cell that used a family's default model is then rerun when either changes (the
+    model cache sees the change through `fit_cached`'s key; the cells that scored the old model must see it too)."""
+    import inspect
+    cls = _check_name(name)
+    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return {"version": _REGISTRY[name][1], "defaults": defaults}
+
+
 def create(name: str, image_shape, num_classes: int, **config) -> Generator:
     """Build an unfitted generator; unknown names, shapes, keys or values raise a ValueError naming them."""
     cls = _check_name(name)
