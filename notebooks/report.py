@@ -49,11 +49,10 @@ display(Markdown(f"Runs found for profile `{P.profile}`: " + ", ".join(f"`{nb}`"
 
 # %%
 for notebook, run_dir in found.items():
-    section = report.baseline_section(P.profile) if notebook == "baseline" else report.notebook_section(P.profile,
-                                                                                                        notebook)
+    section = (report.baseline_section(P.profile) if notebook == "baseline"
+               else report.notebook_section(P.profile, notebook)) or f"### {notebook}"
     # figures are shown from the run folder: the README's figures/ links are only valid once published
-    display(Markdown("\n".join(line for line in (section or f"### {notebook}").splitlines()
-                               if not line.startswith("![")) if section else f"### {notebook}"))
+    display(Markdown("\n".join(line for line in section.splitlines() if not line.startswith("!["))))
     for png in sorted((run_dir / "figures").glob("*.png")):
         display(Markdown(f"**{png.stem}**"), Image(filename=str(png)))
 

@@ -40,6 +40,31 @@ def load_profile(name: str) -> dict:
     return yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text()) or {}
 
 
+def pool_size(params) -> int:
+    """Training images left once `val_size` is held out of the train split; refuses a holdout that leaves none."""
+    total = TRAIN_SIZES[params.dataset]
+    if params.val_size >= total:
+        raise ValueError(f"val_size={params.val_size} leaves no training images (dataset={params.dataset!r} has "
+                         f"{total}); allowed: val_size below {total}")
+    return total - params.val_size
+
+
+def check_sizes_fit(params, *names: str) -> int:
+    """Refuse any N in the named size lists larger than the pool (`pool_size`); returns the pool size."""
+    pool = pool_size(params)
+    for name in names:
+        too_big = [n for n in getattr(params, name) if n != "all" and n > pool]
+        if too_big:
+            raise ValueError(f"{name} {too_big} exceed the {pool} images left for training "
+                             f"(dataset={params.dataset!r}, val_size={params.val_size}); allowed: 1..{pool} or 'all'")
+    return pool
+
+
+def resolve_sizes(sizes, pool: int) -> list[int]:
+    """Sizes with 'all' replaced by the pool size, deduplicated and sorted."""
+    return sorted({pool if n == "all" else n for n in sizes})
+
+
 class StudyParams(BaseModel):
     """Parameters every notebook shares."""
 
@@ -115,19 +140,11 @@ class BaselineParams(StudyParams, TrainingParams):
 
     @model_validator(mode="after")
     def _sizes_fit(self):
-        pool = TRAIN_SIZES[self.dataset] - self.val_size
-        if pool <= 0:
-            raise ValueError(f"val_size={self.val_size} leaves no training images "
-                             f"(dataset={self.dataset!r} has {TRAIN_SIZES[self.dataset]}); allowed: 0..{TRAIN_SIZES[self.dataset] - 1}")
-        too_big = [n for n in self.train_sizes if n != "all" and n > pool]
-        if too_big:
-            raise ValueError(f"train_sizes {too_big} exceed the {pool} images left for training "
-                             f"(dataset={self.dataset!r}, val_size={self.val_size}); allowed: 1..{pool} or 'all'")
+        check_sizes_fit(self, "train_sizes")
         return self
 
     def resolved_sizes(self) -> list[int]:
-        pool = TRAIN_SIZES[self.dataset] - self.val_size
-        return sorted({pool if n == "all" else n for n in self.train_sizes})
+        return resolve_sizes(self.train_sizes, pool_size(self))
 
 
 class GeneratorBudgets(BaseModel):
@@ -230,26 +247,16 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
                              f"its training steps")
         if not (self.pool_multiples or self.stream or self.mix_fractions):
             raise ValueError("no synthetic arm left: give pool_multiples or mix_fractions, or set stream to true")
-        pool = TRAIN_SIZES[self.dataset] - self.val_size
-        if pool <= 0:
-            raise ValueError(f"val_size={self.val_size} leaves no training images (dataset={self.dataset!r} has "
-                             f"{TRAIN_SIZES[self.dataset]}); allowed: 0..{TRAIN_SIZES[self.dataset] - 1}")
-        for name in ("train_sizes", "scaling_sizes"):
-            too_big = [n for n in getattr(self, name) if n != "all" and n > pool]
-            if too_big:
-                raise ValueError(f"{name} {too_big} exceed the {pool} images left for training "
-                                 f"(dataset={self.dataset!r}, val_size={self.val_size}); allowed: 1..{pool} or 'all'")
+        check_sizes_fit(self, "train_sizes", "scaling_sizes")
         return self
 
     def resolved_sizes(self) -> list[int]:
         """The N of the synthetic arms (each also gets the real arm, for a paired comparison)."""
-        pool = TRAIN_SIZES[self.dataset] - self.val_size
-        return sorted({pool if n == "all" else n for n in self.scaling_sizes})
+        return resolve_sizes(self.scaling_sizes, pool_size(self))
 
     def real_sizes(self) -> list[int]:
         """The N of the real arm: the real curve (train_sizes) plus every synthetic N."""
-        pool = TRAIN_SIZES[self.dataset] - self.val_size
-        return sorted({pool if n == "all" else n for n in self.train_sizes} | set(self.resolved_sizes()))
+        return resolve_sizes([*self.train_sizes, *self.resolved_sizes()], pool_size(self))
 
     def pool_sizes(self, n: int) -> list[int]:
         """Fixed-pool sizes M for N real images: multiple x N, clipped to the images a classifier sees
@@ -338,10 +345,7 @@ class AuditsParams(StudyParams, TrainingParams):
         if missing:
             raise ValueError(f"gen_steps has no entry for {sorted(set(missing))}; give each audited generator "
                              f"its training steps")
-        pool = TRAIN_SIZES[self.dataset] - self.val_size
-        if pool <= 0:
-            raise ValueError(f"val_size={self.val_size} leaves no training images (dataset={self.dataset!r} has "
-                             f"{TRAIN_SIZES[self.dataset]}); allowed: 1..{TRAIN_SIZES[self.dataset] - 1}")
+        pool = pool_size(self)
         # the privacy audit compares the N training images with N held-out pool images the generator never saw
         bad = [n for n in self.audit_sizes if not 2 <= n <= pool // 2]
         if bad or len(set(self.audit_sizes)) != len(self.audit_sizes):
@@ -420,10 +424,7 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
         if self.generator not in self.gen_steps:
             raise ValueError(f"gen_steps has no entry for generator={self.generator!r}; allowed generators here: "
                              f"{', '.join(self.gen_steps)}")
-        pool = TRAIN_SIZES[self.dataset] - self.val_size
-        if pool <= 0:
-            raise ValueError(f"val_size={self.val_size} leaves no training images (dataset={self.dataset!r} has "
-                             f"{TRAIN_SIZES[self.dataset]}); allowed: 1..{TRAIN_SIZES[self.dataset] - 1}")
+        pool = pool_size(self)
         if self.mv_probe_size != "all" and self.mv_probe_size > pool:
             raise ValueError(f"mv_probe_size={self.mv_probe_size} exceeds the {pool} pool images "
                              f"(dataset={self.dataset!r}, val_size={self.val_size}); allowed: 1..{pool} or 'all'")

@@ -377,12 +377,9 @@ def fit(encoder: Encoder, views, cfg: ContrastiveConfig, log_every: int = 25) ->
     encoder = encoder.to(device)
     if cfg.channels_last:
         encoder = encoder.to(memory_format=torch.channels_last)
-    params = [p for p in encoder.parameters() if p.requires_grad]
-    opt = torch.optim.SGD([{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
-                           {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],   # BN, biases
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    opt = train.sgd_nesterov(encoder.parameters(), cfg)
     encoder.train()
-    losses, running, count = [], torch.zeros((), device=device), 0
+    log = train.LossLog(log_every, cfg.steps, cfg.lr, device)
     start = time.perf_counter()
     for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc=f"{cfg.method}", leave=False, mininterval=1.0):
         x1, x2, labels = views.next_pair(cfg.batch_size, gen)
@@ -394,16 +391,9 @@ def fit(encoder: Encoder, views, cfg: ContrastiveConfig, log_every: int = 25) ->
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        running += loss.detach()
-        count += 1
-        if count == log_every or step == cfg.steps - 1:
-            losses.append((step + 1, float(running) / count))
-            running.zero_()
-            count = 0
-            if not math.isfinite(losses[-1][1]):
-                raise FloatingPointError(f"loss became {losses[-1][1]} at step {step + 1}; lower lr={cfg.lr}")
+        log.add(step, loss)
     seconds = time.perf_counter() - start
-    return ContrastiveResult(encoder, seconds, cfg.steps * cfg.batch_size / seconds, losses, asdict(cfg))
+    return ContrastiveResult(encoder, seconds, cfg.steps * cfg.batch_size / seconds, log.points, asdict(cfg))
 
 
 # ---------------------------------------------------------------- evaluation on frozen features

@@ -7,8 +7,10 @@
 
 The jupytext `.py` sources in notebooks/ are the truth: each is converted in memory, given the parameters of
 `configs/<profile>.yaml` that it declares (plus any `-p` overrides), executed with papermill, and saved to
-`results/<profile>/<notebook>/<notebook>.ipynb`; the last, `report`, also becomes results/<profile>/report/report.html. Notebooks record their cells as they go, so rerunning after an
-interruption skips what finished. Bad profile or notebook names are refused before anything runs.
+`results/<profile>/<notebook>/<notebook>.ipynb`; the last, `report`, also becomes
+results/<profile>/report/report.html. Notebooks record their cells as they go, so rerunning after an interruption
+skips what finished. Bad profile or notebook names, and bad parameter values for any selected notebook, are
+refused before anything runs.
 """
 from __future__ import annotations
 
@@ -37,19 +39,23 @@ def notebook_parameters(notebook) -> dict:
     return papermill.inspect_notebook(notebook)
 
 
-def check_parameters(names, profile: str, overrides: dict) -> None:
+def check_parameters(names, profile: str, overrides: dict) -> dict[str, set]:
     """Validate every selected notebook's parameters (cell defaults < profile < overrides) before any notebook
-    runs, so a bad value for the last notebook is reported now, not after the first ones have run for an hour."""
+    runs, so a bad value for the last notebook is reported now, not after the first ones have run for an hour.
+    Returns the parameter names each notebook declares."""
     import ast
     profile_values = {**config.load_profile(profile), **overrides, "profile": profile}
+    declared_by = {}
     for name in names:
         declared = notebook_parameters(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+        declared_by[name] = set(declared)
         values = {k: ast.literal_eval(spec["default"]) for k, spec in declared.items()}
         values.update({k: v for k, v in profile_values.items() if k in declared})
         try:
             config.from_namespace(getattr(config, SCHEMAS[name]), values)
         except config.ParameterError as err:
             raise config.ParameterError(f"notebook {name}: {err}") from None
+    return declared_by
 
 
 def execute(name: str, profile: str, overrides: dict | None = None, kernel: str = "python3",
@@ -107,12 +113,11 @@ def main(argv=None) -> int:
         if unknown:
             raise config.ParameterError(f"notebooks={unknown} are unknown; allowed values: {', '.join(NOTEBOOKS)}")
         overrides = {k: yaml.safe_load(v) for k, v in args.parameter}
-        declared = set().union(*(notebook_parameters(str(NOTEBOOK_DIR / f"{n}.ipynb")) for n in names))
+        declared = set().union(*check_parameters(names, args.profile, overrides).values())
         unknown = sorted(set(overrides) - declared)
         if unknown:
             raise config.ParameterError(f"-p {unknown}: no selected notebook has such a parameter; allowed: "
                                         f"{', '.join(sorted(declared))}")
-        check_parameters(names, args.profile, overrides)
     except config.ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -167,6 +167,35 @@ class TrainResult:
     config: dict = field(default_factory=dict)
 
 
+def sgd_nesterov(parameters, cfg) -> torch.optim.SGD:
+    """The study's optimizer (classifier and contrastive encoder alike): SGD with Nesterov momentum, weight decay
+    on weights only (BatchNorm parameters and biases, the 1-D tensors, get none)."""
+    params = [p for p in parameters if p.requires_grad]
+    return torch.optim.SGD([{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+                            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}],
+                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+
+
+class LossLog:
+    """The mean training loss every `every` steps and at the last step, as (step, mean) points. The running sum
+    stays on the device between points (no sync per step); a non-finite mean stops training, naming the lr."""
+
+    def __init__(self, every: int, total_steps: int, lr: float, device: torch.device):
+        self.every, self.total_steps, self.lr = every, total_steps, lr
+        self.points: list[tuple[int, float]] = []
+        self._sum, self._count = torch.zeros((), device=device), 0
+
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        self._sum += loss.detach()
+        self._count += 1
+        if self._count == self.every or step == self.total_steps - 1:
+            self.points.append((step + 1, float(self._sum) / self._count))
+            self._sum.zero_()
+            self._count = 0
+            if not math.isfinite(self.points[-1][1]):
+                raise FloatingPointError(f"loss became {self.points[-1][1]} at step {step + 1}; lower lr={self.lr}")
+
+
 def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> TrainResult:
     """Train `model` on batches from `source` for `cfg.steps` steps. Same seed -> same weights on CPU."""
     device = resolve_device(cfg.device)
@@ -177,13 +206,9 @@ def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> Trai
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]   # BN and biases: no weight decay
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    opt = sgd_nesterov(model.parameters(), cfg)
     model.train()
-    losses, running, count, steps_done = [], torch.zeros((), device=device), 0, 0
+    log, steps_done = LossLog(log_every, cfg.steps, cfg.lr, device), 0
     start = time.perf_counter()
     for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc="train", leave=False, mininterval=1.0):
         images, labels = source.next_batch(cfg.batch_size, gen)
@@ -203,17 +228,10 @@ def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> Trai
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        running += loss.detach()
-        count += 1
         steps_done = step + 1
-        if count == log_every or step == cfg.steps - 1:
-            losses.append((step + 1, float(running) / count))
-            running.zero_()
-            count = 0
-            if not math.isfinite(losses[-1][1]):
-                raise FloatingPointError(f"loss became {losses[-1][1]} at step {step + 1}; lower lr={cfg.lr}")
+        log.add(step, loss)
     seconds = time.perf_counter() - start
-    return TrainResult(model, seconds, steps_done * cfg.batch_size / seconds, steps_done, losses, asdict(cfg))
+    return TrainResult(model, seconds, steps_done * cfg.batch_size / seconds, steps_done, log.points, asdict(cfg))
 
 
 def _translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

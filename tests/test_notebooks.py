@@ -1,6 +1,5 @@
 """Every notebook executes end to end on the smoke profile, and its committed .ipynb matches its .py source."""
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -29,15 +28,9 @@ def assert_ran_and_recorded(executed: Path, run_dir: Path):
 def smoke_baseline(tmp_path_factory):
     """The baseline notebook run once on smoke (several tests need its records); tests copy it, never modify it."""
     root = tmp_path_factory.mktemp("baseline") / "results"
-    previous = os.environ.get("SYNTHSTUDY_RESULTS")
-    os.environ["SYNTHSTUDY_RESULTS"] = str(root)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNTHSTUDY_RESULTS", str(root))
         executed = reproduce.execute("baseline", "smoke", progress=False)
-    finally:
-        if previous is None:
-            os.environ.pop("SYNTHSTUDY_RESULTS")
-        else:
-            os.environ["SYNTHSTUDY_RESULTS"] = previous
     return executed, root / "smoke" / "baseline"
 
 
