@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     threads = train.cpu_threads()
     torch.set_num_threads(threads)
     peak = matmul_peak_gflops()
-    print(f"fp32 matmul peak on {threads} threads: {peak:.1f} GFLOP/s", flush=True)
+    print(f"fp32 matmul peak on {threads} threads of {runs.cpu_model()}: {peak:.1f} GFLOP/s", flush=True)
     rows = []
     for point in ([] if args.no_classifier else args.points):
         overrides, budget = POINTS[point]

@@ -23,7 +23,7 @@ README = runs.PROJECT_ROOT / "README.md"
 
 
 def machine_line(env: dict) -> str:
-    device = env.get("cuda") or f"CPU ({env.get('processor')}, {env.get('torch_threads')} threads)"
+    device = env.get("cuda") or f"CPU ({env.get('cpu_model') or env.get('processor')}, {env.get('torch_threads')} threads)"
     return (f"{device}, torch {env['versions'].get('torch')}, git {env['git']['sha'][:8]}"
             f"{' (dirty)' if env['git'].get('dirty') else ''}, {env.get('time', '')[:10]}")
 

@@ -58,6 +58,22 @@ def check_parameters(names, profile: str, overrides: dict) -> dict[str, set]:
     return declared_by
 
 
+def log_timing(profile: str, name: str, seconds: float) -> None:
+    """Append one line per executed notebook to results/<profile>/reproduce.jsonl: how long it took, on which CPU,
+    at which commit. Wall times in the README come from this log (a first run with an empty cache trains every
+    generator; a rerun skips finished cells, so both kinds of line are kept, in order)."""
+    import json
+    from .runs import cpu_model, git_state
+    from .train import cpu_threads
+    line = {"notebook": name, "profile": profile, "seconds": round(seconds, 1),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_model": cpu_model(),
+            "threads": cpu_threads(), "git": git_state().get("sha", "")[:8]}
+    path = results_root() / profile / "reproduce.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log:          # appends of one short line: no partial record survives a crash
+        log.write(json.dumps(line) + "\n")
+
+
 def execute(name: str, profile: str, overrides: dict | None = None, kernel: str = "python3",
             progress: bool = True) -> Path:
     """Run one notebook on a profile; returns the path of the executed copy."""
@@ -79,7 +95,9 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
     papermill.execute_notebook(str(input_path), str(output), parameters=params, kernel_name=kernel,
                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=progress)
     input_path.unlink(missing_ok=True)
-    print(f"[reproduce] {name} on {profile}: {time.perf_counter() - start:.0f} s -> {output}", flush=True)
+    seconds = time.perf_counter() - start
+    log_timing(profile, name, seconds)
+    print(f"[reproduce] {name} on {profile}: {seconds:.0f} s -> {output}", flush=True)
     if name == "report":
         from .report import export_html
         print(f"[reproduce] HTML report -> {export_html(output, out_dir / 'report.html')}", flush=True)

@@ -121,6 +121,18 @@ def git_state() -> dict:
     return {"sha": sha.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo; else platform.processor()): speed numbers differ several-fold
+    between VMs that all call themselves "2 cores, x86_64", so every record names the part that produced it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str | None = None) -> dict:
     """What a rerun needs to know about where a result came from."""
     import torch
@@ -137,6 +149,7 @@ def environment(device: str | None = None) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "device": device,

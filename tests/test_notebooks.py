@@ -46,6 +46,9 @@ def copy_baseline(smoke_baseline, isolated_results) -> Path:
 def test_notebook_runs_on_smoke_and_records_its_cells(name, isolated_results):
     executed = reproduce.execute(name, "smoke", progress=False)
     assert_ran_and_recorded(executed, isolated_results / "smoke" / name)
+    # the wall time of the execution is logged, with the CPU that took it (README timings come from this log)
+    timing = [json.loads(line) for line in (isolated_results / "smoke" / "reproduce.jsonl").read_text().splitlines()]
+    assert [t["notebook"] for t in timing] == [name] and timing[0]["seconds"] > 0 and timing[0]["cpu_model"]
 
 
 @pytest.mark.notebook

@@ -21,6 +21,7 @@ def test_run_folder_holds_params_environment_and_records(isolated_results):
     assert run.dir == isolated_results / "smoke" / "demo"
     env = json.loads((run.dir / "environment.json").read_text())
     assert env["versions"]["torch"] and env["device"] == "cpu" and "sha" in env["git"]
+    assert env["cpu_model"] == runs.cpu_model() and env["cpu_model"].strip()   # names the part that made the numbers
     assert json.loads((run.dir / "params.json").read_text()) == {"x": 1}
 
 
