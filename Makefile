@@ -52,9 +52,11 @@ test: setup
 	$(PY) -m pytest
 
 # Classifier budget points (2 and 5 min x 3 seeds), then the quick generators' fit time and samples/s (a generator
-# missing from results/cache is trained first: ~14 min for all four on a 2-core VM).
+# missing from results/cache is trained first: 4-14 min for all four on 2-core VMs); then the same budget points
+# shrunk to what design.md's 130-GFLOP/s reference machine would do in them (skipped on a machine no faster).
 bench: setup data
 	$(PY) -m synthstudy.bench --generators
+	$(PY) -m synthstudy.bench --as-if-peak 130
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

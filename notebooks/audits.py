@@ -187,7 +187,10 @@ def describe_privacy(k, m):
 
 common = {"part": "privacy", "dataset": P.dataset, "val_size": P.val_size, "gen_seed": P.gen_seed,
           "audit_samples": P.audit_samples, "copy_quantile": P.copy_quantile, "extractor_steps": P.extractor_steps}
-privacy_keys = ([{**common, "generator": g, "n": n, "subset_seed": s, "seed": s, "gen_steps": P.gen_steps[g]}
+# gen_identity (code version + default hyperparameters): a changed family default reruns the cells that audited
+# the old model, as the model cache retrains it
+privacy_keys = ([{**common, "generator": g, "n": n, "subset_seed": s, "seed": s, "gen_steps": P.gen_steps[g],
+                  "gen_identity": generators.identity(g)}
                  for g in P.audit_generators for n in P.resolved_sizes() for s in P.seeds]
                 + [{**common, "generator": g, "n": "all", "subset_seed": 0, "seed": s, "gen_steps": P.gen_steps[g],
                     "gen_identity": generators.identity(g),
@@ -327,8 +330,8 @@ def bias_cell(key, cell_dir):
 
 bias_keys = [{"part": "bias", "dataset": P.dataset, "val_size": P.val_size, "generator": g, "seed": s,
               "bias_n": P.bias_n, "rare_classes": sorted(P.rare_classes), "rare_fraction": P.rare_fraction,
-              "gen_steps": P.gen_steps[g], "gen_seed": P.gen_seed, "extractor_steps": P.extractor_steps,
-              "audit_samples": P.audit_samples, "model": P.model, "steps": P.steps, "batch_size": P.batch_size,
+              "gen_steps": P.gen_steps[g], "gen_seed": P.gen_seed, "gen_identity": generators.identity(g),
+              "extractor_steps": P.extractor_steps, "audit_samples": P.audit_samples, "model": P.model, "steps": P.steps, "batch_size": P.batch_size,
               "lr": P.lr, "augment": P.augment, "tta": P.tta}
              for g in P.bias_generators for s in P.seeds]
 bias_records = run.grid(

@@ -111,7 +111,7 @@ def bench_section() -> str | None:
         lines += ["### `make bench`: full Fashion-MNIST train, real data", "",
                   f"Made by `make bench` ({machine_line(record['environment'])}); all 60,000 training images, "
                   "10,000 test images, one row per budget point, 95% CI over seeds.", "",
-                  render(record["rows"], record["rows"][0]["peak_gflops"])]
+                  render(record["rows"])]
     if record.get("generator_rows"):
         lines += ["", "### `make bench`: generators", "",
                   f"Made by `python -m synthstudy.bench --generators --no-classifier` "
