@@ -110,12 +110,14 @@ def bench_section() -> str | None:
     if record.get("rows"):
         lines += ["### `make bench`: full Fashion-MNIST train, real data", "",
                   f"Made by `make bench` ({machine_line(record['environment'])}); all 60,000 training images, "
-                  "10,000 test images, one row per budget point, 95% CI over seeds.", "",
+                  "10,000 test images, one row per budget point, 95% CI over seeds. Rows \"as if G GFLOP/s\" "
+                  "(`--as-if-peak G`, the second step of `make bench`) shrink each budget by G / the peak measured "
+                  "in their run: an estimate for a machine with that fp32 matmul peak.", "",
                   render(record["rows"])]
     if record.get("generator_rows"):
         lines += ["", "### `make bench`: generators", "",
-                  f"Made by `python -m synthstudy.bench --generators --no-classifier` "
-                  f"({machine_line(record['generator_environment'])}): each generator trained on the whole pool with "
+                  f"Made by `python -m synthstudy.bench --generators` (the first step of `make bench`; "
+                  f"{machine_line(record['generator_environment'])}): each generator trained on the whole pool with "
                   "its profile's step budget (the fit time is the one recorded when it was trained), sampling timed "
                   "now.", "", render_generators(record["generator_rows"])]
     return "\n".join(lines).strip() or None
