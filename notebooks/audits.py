@@ -185,15 +185,13 @@ def describe_privacy(k, m):
             f"attack AUC {both('mia_auc', '.3f')} (pixel / feature)")
 
 
-common = {"part": "privacy", "dataset": P.dataset, "val_size": P.val_size, "gen_seed": P.gen_seed,
+common = {"part": "privacy", "dataset": P.dataset, "val_size": P.val_size,
           "audit_samples": P.audit_samples, "copy_quantile": P.copy_quantile, "extractor_steps": P.extractor_steps}
-# gen_identity (code version + default hyperparameters): a changed family default reruns the cells that audited
-# the old model, as the model cache retrains it
-privacy_keys = ([{**common, "generator": g, "n": n, "subset_seed": s, "seed": s, "gen_steps": P.gen_steps[g],
-                  "gen_identity": generators.identity(g)}
+privacy_keys = ([{**common, "generator": g, "n": n, "subset_seed": s, "seed": s,
+                  **generators.cell_key(g, P.gen_steps[g], P.gen_seed)}
                  for g in P.audit_generators for n in P.resolved_sizes() for s in P.seeds]
-                + [{**common, "generator": g, "n": "all", "subset_seed": 0, "seed": s, "gen_steps": P.gen_steps[g],
-                    "gen_identity": generators.identity(g),
+                + [{**common, "generator": g, "n": "all", "subset_seed": 0, "seed": s,
+                    **generators.cell_key(g, P.gen_steps[g], P.gen_seed),
                     "spaces": ["pixel"]} for g in P.audit_zoo for s in P.seeds])
 privacy_records = run.grid(privacy_keys, privacy_cell, progress=P.progress, describe=describe_privacy)
 privacy_table = pd.DataFrame([runs.flatten(r) for r in privacy_records])
@@ -330,8 +328,8 @@ def bias_cell(key, cell_dir):
 
 bias_keys = [{"part": "bias", "dataset": P.dataset, "val_size": P.val_size, "generator": g, "seed": s,
               "bias_n": P.bias_n, "rare_classes": sorted(P.rare_classes), "rare_fraction": P.rare_fraction,
-              "gen_steps": P.gen_steps[g], "gen_seed": P.gen_seed, "gen_identity": generators.identity(g),
-              "extractor_steps": P.extractor_steps, "audit_samples": P.audit_samples, "model": P.model, "steps": P.steps, "batch_size": P.batch_size,
+              **generators.cell_key(g, P.gen_steps[g], P.gen_seed), "extractor_steps": P.extractor_steps,
+              "audit_samples": P.audit_samples, "model": P.model, "steps": P.steps, "batch_size": P.batch_size,
               "lr": P.lr, "augment": P.augment, "tta": P.tta}
              for g in P.bias_generators for s in P.seeds]
 bias_records = run.grid(

@@ -102,8 +102,7 @@ def quality_cell(key, cell_dir):
             "history": {k: v for k, v in gen.history.items() if isinstance(v, list)}}
 
 
-quality_keys = [{"dataset": P.dataset, "generator": g, "gen_steps": P.gen_steps[g], "gen_seed": P.gen_seed,
-                 "gen_identity": generators.identity(g),
+quality_keys = [{"dataset": P.dataset, "generator": g, **generators.cell_key(g, P.gen_steps[g], P.gen_seed),
                  "val_size": P.val_size, "quality_samples": P.quality_samples, "extractor": extractor.key}
                 for g in P.generator_names]
 quality_records = run.grid(quality_keys, quality_cell, progress=P.progress,
@@ -157,8 +156,7 @@ def cas_cell(key, cell_dir):
 
 cas_keys = [{"dataset": P.dataset, "arm": arm, "seed": s, "model": P.model, "steps": P.steps,
              "batch_size": P.batch_size, "lr": P.lr, "augment": P.augment, "tta": P.tta, "val_size": P.val_size,
-             **({"gen_steps": P.gen_steps[arm], "gen_seed": P.gen_seed, "gen_identity": generators.identity(arm)}
-                if arm != "real" else {})}
+             **(generators.cell_key(arm, P.gen_steps[arm], P.gen_seed) if arm != "real" else {})}
             for arm in ["real", *P.generator_names] for s in P.seeds]
 cas_records = run.grid(cas_keys, cas_cell, progress=P.progress,
                        describe=lambda k, m: f"{k['arm']} seed={k['seed']}: test {m['cas']:.2%}")

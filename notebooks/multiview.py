@@ -111,9 +111,8 @@ def cell_key(source, method, views, seed, sigma=None, anchors=None):
     return {"dataset": P.dataset, "model": P.model, "source": source, "method": method, "views": views,
             "sigma": sigma, "anchors": anchors, "seed": seed,
             "generator": P.generator if synthetic else None,
-            "gen_steps": P.gen_steps[P.generator] if synthetic else None,
-            "gen_seed": P.gen_seed if synthetic else None,
-            "gen_identity": generators.identity(P.generator) if synthetic else None,
+            **(generators.cell_key(P.generator, P.gen_steps[P.generator], P.gen_seed) if synthetic
+               else dict.fromkeys(["gen_steps", "gen_seed", "gen_identity"])),
             "truncation": P.latent_truncation if synthetic else None,
             "steps": P.mv_steps, "batch_size": P.mv_batch_size, "lr": P.mv_lr, "temperature": P.mv_temperature,
             "val_size": P.val_size, "probe_size": P.mv_probe_size, "eval_size": P.mv_eval_size, "knn_k": P.mv_knn_k}

@@ -170,9 +170,7 @@ recipe = {"dataset": P.dataset, "model": P.model, "val_size": P.val_size, "steps
 
 
 def cell(arm, n, seed, generator="none", **extra):
-    # gen_identity (code version + default hyperparameters): a changed family default reruns this cell too
-    gen = ({"gen_steps": P.gen_steps[generator], "gen_seed": P.gen_seed,
-            "gen_identity": generators.identity(generator)} if generator != "none" else {})
+    gen = generators.cell_key(generator, P.gen_steps[generator], P.gen_seed) if generator != "none" else {}
     return {"arm": arm, "generator": generator, "n": n, "seed": seed, **extra, **gen, **recipe}
 
 

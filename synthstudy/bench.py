@@ -104,11 +104,12 @@ def main(argv=None) -> int:
     # a slower machine does the same work in proportionally more time, so its budget is a smaller share of ours
     # (assumes it reaches the same share of its peak; this bench reports that share for ours)
     scale = min(1.0, args.as_if_peak / peak) if args.as_if_peak else 1.0
-    if scale == 1.0 and args.as_if_peak:
+    nothing_to_scale = bool(args.as_if_peak) and scale == 1.0
+    if nothing_to_scale:
         print(f"--as-if-peak {args.as_if_peak:g}: this machine's peak is no higher, its real-time rows already "
               "answer that; nothing to run", flush=True)
     rows = []
-    for name in ([] if args.no_classifier or (scale == 1.0 and args.as_if_peak) else args.points):
+    for name in ([] if args.no_classifier or nothing_to_scale else args.points):
         overrides, budget = POINTS[name]
         point = f"{name} as if {args.as_if_peak:.0f} GFLOP/s" if args.as_if_peak else name
         overrides = {**overrides, "max_seconds": overrides["max_seconds"] * scale}
@@ -121,9 +122,8 @@ def main(argv=None) -> int:
                                         splits.image_shape[-1], seed=seed)
             result = train.fit(model, sources.ImageSetSource(splits.train), cfg)
             acc = train.evaluate(result.model, splits.test, cfg)["accuracy"]
-            row = {"point": point, "dataset": args.dataset, "budget_s": budget, "seed": seed, "model": args.model, **overrides,
-                   "cpu_model": runs.cpu_model(),
-                   "steps_taken": result.steps,
+            row = {"point": point, "dataset": args.dataset, "budget_s": budget, "seed": seed, "model": args.model,
+                   **overrides, "cpu_model": runs.cpu_model(), "steps_taken": result.steps,
                    "test_accuracy": acc, "train_seconds": result.seconds, "images_per_s": result.images_per_s,
                    "gflops": flops * result.images_per_s / 1e9, "peak_gflops": peak, "threads": threads}
             rows.append(row)

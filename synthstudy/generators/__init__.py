@@ -80,6 +80,13 @@ def identity(name: str) -> dict:
     return {"version": _REGISTRY[name][1], "defaults": defaults}
 
 
+def cell_key(name: str, steps: int, seed: int) -> dict:
+    """What a grid cell's key holds about the generator it used (every notebook builds its keys with this): the step
+    budget, the training seed and `identity` (code version + defaults), so a cell reruns exactly when its model
+    would be retrained."""
+    return {"gen_steps": steps, "gen_seed": seed, "gen_identity": identity(name)}
+
+
 def create(name: str, image_shape, num_classes: int, **config) -> Generator:
     """Build an unfitted generator; unknown names, shapes, keys or values raise a ValueError naming them."""
     cls = _check_name(name)
