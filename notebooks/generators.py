@@ -47,11 +47,14 @@ gen_seed: int = 0                 # seed of every generator fit (shared with the
 quality_samples: int = 5000       # generated images scored against the val_size real ones (FID is size-biased)
 extractor_steps: int = 600        # training steps of the frozen domain classifier that defines the feature space
 model: str = "cnn"                # CAS classifier, the same for the real arm (synthstudy.models)
-steps: int = 150                  # CAS classifier steps, the baseline's budget (images seen: steps x batch)
+epochs: float = 20.0              # the baseline's budget rule (epochs x N / batch steps, in [min_steps, max_steps]):
+min_steps: int = 400              # CAS trains on the whole pool, so at max_steps: exactly the baseline's cell
+max_steps: int = 2500             # there, and the real arm is the baseline's record (reused, not retrained)
+equivalence_margin: float = 0.01  # CAS within this of real (accuracy fraction) can be called equivalent (TOST)
 batch_size: int = 128             # images per step
 lr: float = 0.1                   # peak one-cycle learning rate
 augment: str = "flip_crop"        # the baseline's augmentation, for both arms
-tta: str = "flip"                 # test-time views: none | flip | flip_shift
+tta: str = "flip_shift"           # test-time views: none | flip | flip_shift
 progress: bool = True             # tqdm progress bars
 
 # %%
@@ -60,9 +63,9 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from synthstudy import config, data, generators, metrics, plots, quality, runs, sources, train
+from synthstudy import analysis_scaling, cells, config, data, generators, metrics, plots, quality, runs, train
 
 P = config.from_namespace(config.GeneratorsParams, globals())
 splits = data.load(P.dataset, allow_download=P.allow_download)
@@ -143,35 +146,39 @@ plots.save(fig, "generators_training_curves", run.dir)
 
 # %% [markdown]
 # ## CAS: a classifier trained only on generated images, scored on the real test split
-# The real arm trains the same classifier, for the same steps and augmentation, on the real pool; the synthetic
-# arms on a fresh stream of generated images with balanced labels. One cell per (arm, seed).
+# The real arm trains the same classifier, with the same budget (the baseline's rule at N = the whole pool) and
+# augmentation, on the real pool — it is the baseline's cell, reused; the synthetic arms train on a fresh stream of
+# generated images with balanced labels (`cells.classifier`, arm `stream`: the scaling notebook's arm at this N).
+# The baseline's budget check at this N (the real arm at twice the budget, on validation) is reused too.
 
 # %%
-def cas_cell(key, cell_dir):
-    cfg = P.train_config(seed=key["seed"], device=P.device, progress=P.progress)
-    arm = key["arm"]
-    source = sources.ImageSetSource(pool) if arm == "real" else sources.GeneratorStream(fitted(arm))
-    return quality.cas(source, splits.test, cfg, model=P.model, val=val, num_classes=splits.num_classes)
-
-
-cas_keys = [{"dataset": P.dataset, "arm": arm, "seed": s, "model": P.model, "steps": P.steps,
-             "batch_size": P.batch_size, "lr": P.lr, "augment": P.augment, "tta": P.tta, "val_size": P.val_size,
-             **(generators.cell_key(arm, P.gen_steps[arm], P.gen_seed) if arm != "real" else {})}
-            for arm in ["real", *P.generator_names] for s in P.seeds]
-cas_records = run.grid(cas_keys, cas_cell, progress=P.progress,
-                       describe=lambda k, m: f"{k['arm']} seed={k['seed']}: test {m['cas']:.2%}")
-cas_table = run.write_table([runs.flatten(r) for r in cas_records])
+n_all = len(pool)
+cas_keys = [cells.classifier_key(P, "real", n_all, s) for s in P.seeds]
+cas_keys += [cells.classifier_key(P, "real", n_all, s, budget_factor=2) for s in P.seeds]
+cas_keys += [cells.classifier_key(P, "stream", n_all, s, g) for g in P.generator_names for s in P.seeds]
+cas_records = run.grid(cas_keys, cells.reuse_or_run(P.profile, ("baseline", "scaling"), device=P.device,
+                                                    progress=P.progress),
+                       progress=P.progress, describe=lambda k, m: f"{k['generator']} {k['arm']} seed={k['seed']}: "
+                                                                  f"test {m['test_accuracy']:.2%}")
+cas_table = run.write_table([runs.flatten(r) for r in cas_records], name="metrics.csv")
+cas_table["arm"] = cas_table["generator"].where(cas_table["arm"] != "real", "real")
+checks = analysis_scaling.budget_checks(cas_table, [n_all])
+cas_table = analysis_scaling.main_cells(cas_table)
+display(Markdown("\n".join(f"- Budget check: {v}" for v in checks["verdict"])))
 
 # %% [markdown]
-# ## The table: CAS (mean ± 95% CI over seeds), its ratio to real data, and distribution scores
+# ## The table: CAS (mean ± 95% CI over seeds), its ratio to real data, the paired verdict, distribution scores
+# `vs real (paired)`: per-seed CAS minus the real arm's accuracy (same seed: same initialisation and batch order),
+# 95% CI, Holm-corrected over the families; "equivalent" only within ±`equivalence_margin` by TOST.
 
 # %%
-summary = metrics.summarize(cas_table, by="arm", value="cas")
+summary = metrics.summarize(cas_table, by="arm", value="test_accuracy")
 real_mean = float(summary.loc[summary["arm"] == "real", "mean"].iloc[0])
 summary["ratio"] = summary["mean"] / real_mean
-real_scores = cas_table.loc[cas_table["arm"] == "real", "cas"]
-summary["vs real"] = [("—" if a == "real" else metrics.compare(cas_table.loc[cas_table["arm"] == a, "cas"],
-                                                               real_scores)) for a in summary["arm"]]
+compared = metrics.paired_comparisons(cas_table, value="test_accuracy", arm="arm", reference="real",
+                                      margin=P.equivalence_margin).set_index("arm")
+summary["vs real (paired)"] = [("—" if a == "real" else metrics.format_difference(compared.loc[a]))
+                               for a in summary["arm"]]
 table = summary.merge(quality_table.rename(columns={"generator": "arm"}), on="arm", how="left")
 table["test accuracy (%)"] = [metrics.format_ci(m, h) for m, h in zip(table["mean"], table["ci"])]
 table["samples/s"] = table["samples_per_s"].round(0)
@@ -180,7 +187,7 @@ pool_bytes = pool.images.numel() * pool.images.element_size()
 table["storage vs data"] = table["parameter_bytes"] / pool_bytes
 order = ["real", *P.generator_names]
 table = table.set_index("arm").loc[order].reset_index()
-columns = ["arm", "test accuracy (%)", "ratio", "vs real", "fid", "kid", "precision", "recall", "density",
+columns = ["arm", "test accuracy (%)", "ratio", "vs real (paired)", "fid", "kid", "precision", "recall", "density",
            "coverage", "train s", "samples/s", "parameter_bytes", "storage vs data"]
 runs.write_text(run.dir / "summary.csv", table[columns].to_csv(index=False))
 display(table[columns].round(3))
@@ -207,8 +214,11 @@ plots.save(fig, "generators_cas_fid", run.dir)
 # %%
 per_class = []
 for r in cas_records:
-    for c, acc in enumerate(r["metrics"]["per_class_cas"]):
-        per_class.append({"arm": r["key"]["arm"], "seed": r["key"]["seed"], "class": c, "cas": acc})
+    if r["key"].get("budget_factor", 1) != 1:
+        continue
+    arm = "real" if r["key"]["arm"] == "real" else r["key"]["generator"]
+    for c, acc in enumerate(r["metrics"]["per_class_test_accuracy"]):
+        per_class.append({"arm": arm, "seed": r["key"]["seed"], "class": c, "cas": acc})
 per_class = pd.DataFrame(per_class).groupby(["arm", "class"])["cas"].mean().unstack("class").loc[order]
 recall = pd.DataFrame({r["key"]["generator"]: {int(c): s["recall"] for c, s in r["metrics"]["per_class"].items()}
                        for r in quality_records}).T
@@ -225,8 +235,8 @@ plots.save(fig, "generators_per_class_cas", run.dir)
 # %% [markdown]
 # ## Reading the results
 # - CAS below the real arm's accuracy means the generator lost something the classifier needed; the ratio is
-#   the share of the real data's value it kept *at this classifier budget*. "vs real" is Welch's test over
-#   seeds: `tie` when the difference is inside the noise.
+#   the share of the real data's value it kept *at this classifier budget* (see the budget check above). The
+#   paired verdict says "inconclusive" when the seeds cannot tell, never "tie".
 # - High precision with low recall/coverage is mode dropping: plausible images, too little variety.
 # - The storage column compares what a generator needs to sample (its sampling weights) with the real pool
 #   stored as uint8: a generator is not a compression of the data unless it is much smaller *and* keeps CAS.

@@ -46,6 +46,33 @@ def accuracy_vs_size(summary, x: str = "n", hue: str | None = None, ax=None, lab
     return ax.figure
 
 
+def paired_differences(compared, label: str = "label", ax=None, margin: float | None = None,
+                       title: str = "paired difference vs reference"):
+    """Forest plot of `metrics.paired_comparisons` rows: mean difference with its 95% CI per row (points), the
+    equivalence margin as a shaded band, and the verdict written beside each row."""
+    style()
+    rows = compared.reset_index(drop=True)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.4))
+    y = list(range(len(rows)))[::-1]
+    colors = {"higher": "tab:green", "lower": "tab:red", "equivalent": "tab:blue", "inconclusive": "tab:gray"}
+    for yi, r in zip(y, rows.itertuples()):
+        low, high = r.ci_low * 100, r.ci_high * 100
+        ax.errorbar([r.difference * 100], [yi], xerr=[[r.difference * 100 - low], [high - r.difference * 100]],
+                    fmt="o", color=colors.get(r.verdict, "black"), capsize=3)
+        ax.annotate(r.verdict, (high, yi), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
+    if margin:
+        ax.axvspan(-margin * 100, margin * 100, color="tab:blue", alpha=0.08, label=f"±{margin * 100:g} pts margin")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(v) for v in rows[label]], fontsize=7)
+    ax.set_xlabel("difference (accuracy points), 95% CI over paired seeds")
+    ax.set_title(title, fontsize=9)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def save(fig, name: str, run_dir: Path) -> list[Path]:
     """Write `name`.png/.svg into `run_dir/figures` (the run's record; the report notebook publishes them)."""
     written = []

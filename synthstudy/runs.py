@@ -158,9 +158,52 @@ def environment(device: str | None = None) -> dict:
 
 
 # ---------------------------------------------------------------- runs and cells
+# The fields a cell folder's readable name starts with, in this order; the rest follow alphabetically. The name
+# does not depend on the order in which a notebook wrote its key (the hash never did), so two notebooks building
+# the same key find the same folder.
+_SLUG_FIRST = ("arm", "generator", "n", "seed", "m", "synthetic_fraction", "sigma", "method", "view")
+
+
 def _slug(key: dict) -> str:
-    text = "-".join(f"{k}={v}" for k, v in key.items() if not isinstance(v, (dict, list)))
+    first = [k for k in _SLUG_FIRST if k in key]
+    ordered = first + sorted(k for k in key if k not in first)
+    text = "-".join(f"{k}={key[k]}" for k in ordered if not isinstance(key[k], (dict, list)))
     return re.sub(r"[^A-Za-z0-9=._-]+", "_", text)[:80]
+
+
+def check_shippable(run_cell) -> None:
+    """Refuse, before anything is submitted, a cell function that a submitit job could not load.
+
+    A job unpickles the function in a fresh process, so it must be reachable by import: a module-level function
+    of an importable module (the package's `synthstudy.cells` and friends), or a `functools.partial` of one with
+    picklable arguments. A function defined in a notebook (`__main__`), a closure or a lambda is not.
+    """
+    import functools
+    import importlib
+    import pickle
+
+    func = run_cell
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__qualname__", repr(func))
+    module = getattr(func, "__module__", None)
+    hint = ("cell functions for EXECUTOR=local/slurm must be module-level functions of an importable module "
+            "(e.g. synthstudy.cells.classifier) or functools.partial of one")
+    if module in (None, "__main__") or "<locals>" in name or "<lambda>" in name:
+        raise ValueError(f"cannot ship cell function {name!r} (defined in {module or 'no module'}): {hint}")
+    try:
+        target = importlib.import_module(module)
+        for part in name.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        raise ValueError(f"cannot ship cell function {module}.{name}: it is not importable; {hint}") from None
+    if getattr(target, "__wrapped__", target) is not getattr(func, "__wrapped__", func):
+        raise ValueError(f"cannot ship cell function {module}.{name}: the importable name is another object; {hint}")
+    try:
+        pickle.dumps(run_cell)
+    except Exception as err:            # noqa: BLE001 -- any pickling failure means the job cannot get it
+        raise ValueError(f"cannot ship cell function {module}.{name}: its arguments do not pickle ({err}); "
+                         f"{hint}") from None
 
 
 class Run:
@@ -227,6 +270,7 @@ class Run:
         """
         if not keys:
             return
+        check_shippable(run_cell)
         import submitit
         from .progress import tqdm
         parallel = _env_int("SYNTHSTUDY_PARALLEL", 1)

@@ -71,27 +71,45 @@ def balanced_labels(count: int, num_classes: int, generator: torch.Generator) ->
 
 
 class MixSource:
-    """Real and synthetic images in one batch: `round(synthetic_fraction * batch_size)` come from `synthetic`.
+    """Real and synthetic images in one batch; `synthetic_fraction` is the synthetic share of the batch.
 
-    Both parts are converted to float [0, 1] so they concatenate; 0 gives the pure real arm, 1 the pure
-    synthetic arm (the same code path, so a mixing sweep changes only the fraction).
+    Two variants, because they answer different questions:
+    - `replace=False` (the study's "mix" arm): every batch holds the real arm's *whole* real batch plus
+      `extra_synthetic(batch_size, synthetic_fraction)` synthetic images, so the classifier sees exactly as many
+      real images as the real arm; a difference is then what the synthetic images add (or cost), not fewer looks
+      at real data.
+    - `replace=True` ("mix-replace"): synthetic images take the place of `round(fraction * batch_size)` real ones
+      in a batch of the same size; 0 gives the real arm, 1 the stream arm.
+    Both parts are converted to float [0, 1] so they concatenate.
     """
 
-    def __init__(self, real, synthetic, synthetic_fraction: float):
-        if not 0.0 <= synthetic_fraction <= 1.0:
-            raise ValueError(f"synthetic_fraction={synthetic_fraction!r} must be in [0, 1]")
+    def __init__(self, real, synthetic, synthetic_fraction: float, replace: bool = False):
+        upper_ok = synthetic_fraction <= 1.0 if replace else synthetic_fraction < 1.0
+        if not (0.0 <= synthetic_fraction and upper_ok):
+            allowed = "[0, 1]" if replace else "[0, 1) (an added share of 1 would need infinitely many images)"
+            raise ValueError(f"synthetic_fraction={synthetic_fraction!r} must be in {allowed}")
         self.real, self.synthetic, self.fraction = real, synthetic, float(synthetic_fraction)
+        self.replace = bool(replace)
 
     def next_batch(self, batch_size: int, generator: torch.Generator):
-        n_syn = int(round(self.fraction * batch_size))
+        if self.replace:
+            n_syn = int(round(self.fraction * batch_size))
+            n_real = batch_size - n_syn
+        else:
+            n_real, n_syn = batch_size, extra_synthetic(batch_size, self.fraction)
         parts = []
-        if batch_size - n_syn:
-            parts.append(self.real.next_batch(batch_size - n_syn, generator))
+        if n_real:
+            parts.append(self.real.next_batch(n_real, generator))
         if n_syn:
             parts.append(self.synthetic.next_batch(n_syn, generator))
         images = torch.cat([to_unit(x) for x, _ in parts])
         labels = torch.cat([y for _, y in parts])
         return images, labels
+
+
+def extra_synthetic(real_batch: int, synthetic_fraction: float) -> int:
+    """Synthetic images added to a real batch so that they are `synthetic_fraction` of the combined batch."""
+    return int(round(real_batch * synthetic_fraction / (1.0 - synthetic_fraction)))
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,11 @@ from .progress import tqdm
 
 from .data import ImageSet
 
+# Bump when the classifier recipe or loop changes results: every classifier cell key holds it (`recipe_key`), so a
+# changed recipe reruns the cells that used the old one instead of mixing them into one table.
+# 2: budgets follow N (`steps_for_size`); validation scored beside test in every cell.
+CLASSIFIER_VERSION = 2
+
 AUGMENTATIONS = ("none", "flip", "crop", "flip_crop", "flip_crop_erase")
 TTA = ("none", "flip", "flip_shift")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -67,6 +72,26 @@ class TrainConfig:
             raise ValueError(f"tta={self.tta!r} is unknown; allowed values: {', '.join(TTA)}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"device={self.device!r} is unknown; allowed values: {', '.join(DEVICES)}, cuda:<i>")
+
+
+def steps_for_size(n: int, batch_size: int, epochs: float, min_steps: int, max_steps: int) -> int:
+    """The classifier budget for N training images: `epochs` passes over them, clipped to [min_steps, max_steps].
+
+    One rule for every arm at a given N (real, pools, stream, mixes, CAS), so arms differ only in their data. Why
+    this shape (measured on an H200, 3 seeds each, scripts/calibrate_budgets.py, validation accuracy): small N
+    saturates within a few hundred steps (N=100: 72.7% at 250 steps and 73.1% at 2,000; N=1,000: 85.1% → 85.9%),
+    while the whole pool keeps climbing (N=55,000: 89.9% at 500, 91.7% at 1,000, 92.7% at 2,000, 93.4% at 4,000),
+    so a fixed step count either starves large N or wastes time on small N; a pass count alone would give N=100
+    a handful of steps.
+    """
+    check_positive("batch_size", batch_size)
+    check_positive("min_steps", min_steps)
+    check_positive("max_steps", max_steps)
+    if not epochs > 0:
+        raise ValueError(f"epochs={epochs!r} must be > 0 (passes over the N training images)")
+    if min_steps > max_steps:
+        raise ValueError(f"min_steps={min_steps} must be <= max_steps={max_steps}")
+    return int(min(max_steps, max(min_steps, math.ceil(epochs * n / batch_size))))
 
 
 def check_positive(name: str, value) -> None:
@@ -163,6 +188,8 @@ class TrainResult:
     seconds: float                     # wall time of the optimisation loop alone
     images_per_s: float
     steps: int                         # steps taken (fewer than cfg.steps when max_seconds ran out)
+    images_seen: int = 0               # images trained on (a real + synthetic mix adds to the batch: more than
+                                       # steps x batch_size)
     losses: list = field(default_factory=list)   # (step, mean loss since the previous entry)
     config: dict = field(default_factory=dict)
 
@@ -208,7 +235,7 @@ def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> Trai
         model = model.to(memory_format=torch.channels_last)
     opt = sgd_nesterov(model.parameters(), cfg)
     model.train()
-    log, steps_done = LossLog(log_every, cfg.steps, cfg.lr, device), 0
+    log, steps_done, images_seen = LossLog(log_every, cfg.steps, cfg.lr, device), 0, 0
     start = time.perf_counter()
     for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc="train", leave=False, mininterval=1.0):
         images, labels = source.next_batch(cfg.batch_size, gen)
@@ -228,10 +255,10 @@ def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> Trai
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        steps_done = step + 1
+        steps_done, images_seen = step + 1, images_seen + len(labels)
         log.add(step, loss)
     seconds = time.perf_counter() - start
-    return TrainResult(model, seconds, steps_done * cfg.batch_size / seconds, steps_done, log.points, asdict(cfg))
+    return TrainResult(model, seconds, images_seen / seconds, steps_done, images_seen, log.points, asdict(cfg))
 
 
 def _translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -260,6 +287,28 @@ def predict_logits(model: nn.Module, images: torch.Tensor, cfg: TrainConfig, bat
         x = to_model_input(images[i:i + batch_size], device, cfg.channels_last)
         out.append(tta_logits(model, x, cfg).cpu())
     return torch.cat(out)
+
+
+def classifier_cell(source, cfg: TrainConfig, model_name: str, image_shape, num_classes: int,
+                    val: ImageSet | None, test: ImageSet) -> dict:
+    """Build → fit → score: the one classifier cell of every notebook and of the bench.
+
+    The model is initialised from `cfg.seed` alone, trained on `source` for `cfg.steps`, then scored on `val` (for
+    every selection and budget check) and on `test` (reported, never used to choose anything). Returns the
+    record's metrics: `val_accuracy` (absent without a validation split), `test_accuracy`, `steps`,
+    `images_seen`, `train_seconds`, `images_per_s`.
+    """
+    from . import models
+    net = models.create_model(model_name, image_shape[0], num_classes, image_shape[-1], seed=cfg.seed)
+    result = fit(net, source, cfg)
+    scored = evaluate(result.model, test, cfg)
+    out = {"test_accuracy": scored["accuracy"], "per_class_test_accuracy": scored["per_class_accuracy"],
+           "steps": result.steps,
+           "images_seen": result.images_seen, "train_seconds": result.seconds,
+           "images_per_s": result.images_per_s}
+    if val is not None:
+        out["val_accuracy"] = evaluate(result.model, val, cfg)["accuracy"]
+    return out
 
 
 def evaluate(model: nn.Module, split: ImageSet, cfg: TrainConfig) -> dict:

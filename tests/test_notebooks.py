@@ -82,7 +82,11 @@ def test_baseline_smoke_numbers_are_sane_and_a_rerun_reuses_every_cell(smoke_bas
     before = {p: p.stat().st_mtime for p in (run_dir / "cells").glob("*/record.json")}
     reproduce.execute("baseline", "smoke", progress=False)
     after = {p: p.stat().st_mtime for p in (run_dir / "cells").glob("*/record.json")}
-    assert before == after and len(before) == 6
+    assert before == after and len(before) == 6 + 3          # 2 sizes x 3 seeds + the budget check at N=200
+    checks = pd.read_csv(smoke_baseline[1] / "budget_check.csv")
+    assert checks["n"].tolist() == [200] and checks["verdict"].str.contains("plateau").all()
+    assert (table.loc[table["budget_factor"] == 2, "steps"] == 2 * table.loc[table["budget_factor"].isna()
+                                                                              & (table["n"] == 200), "steps"].iloc[0]).all()
 
 
 @pytest.mark.notebook
@@ -93,27 +97,35 @@ def test_scaling_smoke_has_every_arm_and_reuses_the_baseline_and_its_own_cells(s
     run_dir = isolated_results / "smoke" / "scaling"
     assert_ran_and_recorded(executed, run_dir)
     table = pd.read_csv(run_dir / "metrics.csv")
-    # smoke: N in {100, all = 1248}; pools M = 1N, 10N clipped to 20 steps x 64 = 1280 images seen, and a pool of
-    # exactly 1280 (each image seen once) is the stream's measurement, so it is not run twice
-    synthetic = {100: ["pool M=100", "pool M=1000", "stream", "mix 50%"],
-                 1248: ["pool M=1248", "stream", "mix 50%"]}
+    # smoke: N in {100, all = 1248}; pools M = 1N, 10N clipped to the 20 steps x 64 = 1280 images seen, and a pool
+    # of exactly 1280 (each image seen once) is the stream's measurement, so it is not run twice
+    synthetic = {100: ["pool M=100", "pool M=640", "stream", "real + 50% synthetic"],
+                 1248: ["pool M=1248", "stream", "real + 50% synthetic"]}
     expected = {("none", "real", n, s) for n in (50, 100, 200, 1248) for s in (0, 1, 2)}
     expected |= {(g, v, n, s) for n, variants in synthetic.items() for v in variants
                  for g in ("pca_gaussian", "cvae") for s in (0, 1, 2)}
-    assert set(zip(table["generator"], table["variant"], table["n"], table["seed"])) == expected
-    assert len(table) == len(expected) and table["test_accuracy"].between(0, 1).all()
-    real = table[table["arm"] == "real"].set_index(["n", "seed"])
-    baseline = pd.read_csv(isolated_results / "smoke" / "baseline" / "metrics.csv").set_index(["n", "seed"])
+    main = table[table["budget_factor"].isna()]
+    assert set(zip(main["generator"], main["variant"], main["n"], main["seed"])) == expected
+    assert len(main) == len(expected) and table["test_accuracy"].between(0, 1).all()
+    assert len(table) == len(expected) + 3                           # + the baseline's budget check, reused
+    real = main[main["arm"] == "real"].set_index(["n", "seed"])
+    baseline = pd.read_csv(isolated_results / "smoke" / "baseline" / "metrics.csv")
+    baseline = baseline[baseline["budget_factor"].isna()].set_index(["n", "seed"])
     for n in (50, 200):
         assert (real.loc[n, "reused_from"] == "baseline").all()
         assert real.loc[n, "test_accuracy"].tolist() == baseline.loc[n, "test_accuracy"].tolist()
     assert real.loc[[100, 1248], "reused_from"].isna().all()                    # trained here
+    # a mix cell saw the real arm's whole batch plus as many synthetic images (50% of the combined batch)
+    mix = main[main["arm"] == "mix"]
+    assert (mix["images_seen"] == 2 * mix["steps"] * 64).all()
     summary = pd.read_csv(run_dir / "summary.csv")
-    # one row per N for the real arm, one per (N, variant, generator) for the synthetic arms
-    assert set(summary["vs real"]) <= {"higher", "lower", "tie", "—"}
+    verdicts = summary["vs real (paired)"].str.extract(r"pts, (\w+)")[0].dropna()
+    assert set(verdicts) <= {"higher", "lower", "equivalent", "inconclusive"} and len(verdicts) > 0
     assert len(summary) == 2 + 2 * sum(len(variants) for variants in synthetic.values())
-    assert {p.stem for p in (run_dir / "figures").glob("*.png")} >= {
-        "scaling_accuracy_vs_n", "scaling_accuracy_vs_m", "scaling_accuracy_vs_mix", "scaling_effective_data"}
+    compared = pd.read_csv(run_dir / "comparisons.csv")
+    assert (compared["p_holm"] >= compared["p"] - 1e-12).all() and set(compared["question"]) == {"vs real", "vs stream"}
+    assert {p.stem for p in (run_dir / "figures").glob("*.png")} >= {"scaling_accuracy_vs_n",
+                                                                     "scaling_paired_differences"}
     # rerun: every cell is reused, nothing retrained
     records = sorted((run_dir / "cells").glob("*/record.json"))
     before = {p: p.stat().st_mtime for p in records}
@@ -153,7 +165,7 @@ def test_reproduce_refuses_bad_profile_and_notebook_names(capsys):
     assert "nope" in capsys.readouterr().err
     assert reproduce.main(["--profile", "smoke", "-p", "stepz", "5"]) == 2
     err = capsys.readouterr().err
-    assert "stepz" in err and "steps" in err          # names the bad override and lists the real ones
+    assert "stepz" in err and "max_steps" in err      # names the bad override and lists the real ones
     assert reproduce.main(["--profile", "smoke", "--executor", "dask"]) == 2
     assert "executor='dask'" in capsys.readouterr().err
 

@@ -50,21 +50,38 @@ def test_generator_stream_draws_labels_with_given_class_probs(pca):
         sources.GeneratorStream(pca, class_probs=torch.ones(3))
 
 
+class _Marked:
+    """A stand-in synthetic source whose images are exactly 0.5 everywhere (real digits never are)."""
+
+    def next_batch(self, n, g):
+        return torch.full((n, 1, 8, 8), 0.5), torch.zeros(n, dtype=torch.long)
+
+
+def _synthetic_count(x):
+    return int((x == 0.5).flatten(1).all(1).sum())
+
+
 @pytest.mark.parametrize("fraction,expected_synthetic", [(0.0, 0), (0.25, 4), (0.5, 8), (1.0, 16)])
-def test_mix_source_takes_the_requested_share_from_the_generator(digits, pca, fraction, expected_synthetic):
-    real = sources.ImageSetSource(digits.train)
-    # mark synthetic images: the generator stream is wrapped so its images are exactly 0.5 everywhere
-    class Marked:
-        def next_batch(self, n, g):
-            return torch.full((n, 1, 8, 8), 0.5), torch.zeros(n, dtype=torch.long)
-    x, y = sources.MixSource(real, Marked(), fraction).next_batch(16, rng())
+def test_mix_replace_takes_the_requested_share_of_the_batch(digits, fraction, expected_synthetic):
+    x, y = sources.MixSource(sources.ImageSetSource(digits.train), _Marked(), fraction, replace=True).next_batch(16, rng())
     assert x.shape == (16, 1, 8, 8) and x.dtype == torch.float32 and len(y) == 16
-    assert int((x == 0.5).flatten(1).all(1).sum()) == expected_synthetic
+    assert _synthetic_count(x) == expected_synthetic
 
 
-def test_mix_source_refuses_fractions_outside_unit_interval(digits, pca):
+@pytest.mark.parametrize("fraction,expected_synthetic", [(0.0, 0), (0.2, 4), (0.5, 16), (0.75, 48)])
+def test_mix_adds_synthetic_images_to_the_whole_real_batch(digits, fraction, expected_synthetic):
+    x, y = sources.MixSource(sources.ImageSetSource(digits.train), _Marked(), fraction).next_batch(16, rng())
+    assert x.shape == (16 + expected_synthetic, 1, 8, 8) and len(y) == len(x)
+    assert _synthetic_count(x) == expected_synthetic        # the real arm's 16 real images are all there
+    assert expected_synthetic / len(x) == pytest.approx(fraction)
+
+
+def test_mix_source_refuses_fractions_outside_its_range(digits, pca):
+    real, stream = sources.ImageSetSource(digits.train), sources.GeneratorStream(pca)
     with pytest.raises(ValueError, match="synthetic_fraction"):
-        sources.MixSource(sources.ImageSetSource(digits.train), sources.GeneratorStream(pca), 1.5)
+        sources.MixSource(real, stream, 1.5, replace=True)
+    with pytest.raises(ValueError, match="infinitely many"):
+        sources.MixSource(real, stream, 1.0)
 
 
 def test_sample_pool_is_uint8_balanced_and_reproducible(pca):

@@ -1,0 +1,132 @@
+"""The classifier cells of the study's grids, as importable functions: one key builder and one cell function.
+
+Every notebook that trains a classifier (baseline, scaling, the generators notebook's CAS) builds its cell keys with
+`classifier_key` and runs them with `classifier`, so
+
+- the same cell has the same key everywhere: the scaling notebook reuses the baseline's real-arm records, and the
+  generators notebook's CAS stream at N = "all" is the scaling notebook's stream arm there;
+- a grid runs the same inline, under `EXECUTOR=local` and on Slurm: submitit pickles `classifier` (or a
+  `functools.partial` of it) by reference, and the job rebuilds everything else — data, subset, generator — from
+  the key alone (`runs.check_shippable` refuses anything else before submitting).
+
+A key holds: the arm (`real`, `pool`, `stream`, `mix`, `mix_replace`), the generator and its training identity, N,
+the seed, the data (dataset, validation holdout), the budget (`steps`, from the recipe's rule at N, times
+`budget_factor` for the budget check), and the recipe with the classifier code version (`TrainingParams.recipe_key`).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import data, generators, runs, sources, train
+
+ARMS = ("real", "pool", "stream", "mix", "mix_replace")
+
+
+@dataclass(frozen=True)
+class Context:
+    """A dataset's splits and the study's fixed holdout: `pool` (what subsets and generators come from), `val`."""
+
+    splits: data.Splits
+    pool: data.ImageSet
+    val: data.ImageSet | None
+
+
+@functools.lru_cache(maxsize=2)
+def context(dataset: str, val_size: int, allow_download: bool = False) -> Context:
+    """The splits every notebook uses (loaded once per process; a submitit job loads its own)."""
+    splits = data.load(dataset, allow_download=allow_download)
+    pool, val = data.holdout(splits.train, val_size, seed=0)
+    return Context(splits, pool, val)
+
+
+def subset_indices(ctx: Context, n: int, seed: int) -> np.ndarray:
+    """The N real images of a seed (a stratified subset of the pool); N = the pool's size is the whole pool."""
+    if n == len(ctx.pool):
+        return np.arange(len(ctx.pool))
+    return data.stratified_indices(ctx.pool.labels.numpy(), n, seed=seed)
+
+
+@functools.lru_cache(maxsize=4)
+def fitted_generator(name: str, dataset: str, val_size: int, n: int, seed: int, gen_steps: int, gen_seed: int,
+                     device: str = "auto", progress: bool = False):
+    """The generator trained on exactly the real arm's N images of this seed (cached on disk across notebooks).
+
+    At N = the whole pool every seed shares one generator (the generators notebook's model): the seeds' CI then
+    covers classifier and sampling noise, not generator-training noise.
+    """
+    ctx = context(dataset, val_size)
+    whole = n == len(ctx.pool)
+    gen, idx = generators.fit_on_subset(name, ctx.pool, dataset=dataset, n="all" if whole else n,
+                                        subset_seed=0 if whole else seed, steps=gen_steps, seed=gen_seed,
+                                        device=device, progress=progress, num_classes=ctx.splits.num_classes)
+    if not np.array_equal(np.sort(idx), subset_indices(ctx, n, seed)):
+        raise RuntimeError(f"the {name} generator for n={n} seed={seed} saw other images than the real arm; "
+                           f"fit_on_subset and subset_indices disagree")
+    return gen.to(train.resolve_device(device))     # sample on the classifier's device (fit hands back a CPU model)
+
+
+def classifier_key(params, arm: str, n: int, seed: int, generator: str = "none", budget_factor: int = 1,
+                   **extra) -> dict:
+    """The key of one classifier cell (see the module docstring); `params` is any notebook's validated parameters
+    with the recipe (`config.TrainingParams`) and the data fields. `extra`: `m` (pool size) or
+    `synthetic_fraction` (mix arms)."""
+    if arm not in ARMS:
+        raise ValueError(f"arm={arm!r} is unknown; allowed values: {', '.join(ARMS)}")
+    if (arm == "real") != (generator == "none"):
+        raise ValueError(f"arm={arm!r} with generator={generator!r}: the real arm has none, every other arm one")
+    gen = generators.cell_key(generator, params.gen_steps[generator], params.gen_seed) if generator != "none" else {}
+    budget = {"steps": params.steps_for(n, budget_factor)}
+    if budget_factor != 1:
+        budget["budget_factor"] = budget_factor
+    return {"arm": arm, "generator": generator, "n": int(n), "seed": int(seed), **extra, **gen,
+            "dataset": params.dataset, "val_size": params.val_size, **budget, **params.recipe_key()}
+
+
+def batch_source(key: dict, device: str = "auto", progress: bool = False):
+    """The batches of one cell's arm, and the indices of the real subset it derives from."""
+    ctx = context(key["dataset"], key["val_size"])
+    n, seed = key["n"], key["seed"]
+    idx = subset_indices(ctx, n, seed)
+    real = sources.ImageSetSource(ctx.pool.take(idx))
+    if key["arm"] == "real":
+        return real, idx
+    gen = fitted_generator(key["generator"], key["dataset"], key["val_size"], n, seed, key["gen_steps"],
+                           key["gen_seed"], device, progress)
+    if key["arm"] == "pool":
+        return sources.ImageSetSource(generators.sample_pool(gen, key["m"], seed=seed, progress=progress)), idx
+    online = sources.GeneratorStream(gen, num_classes=ctx.splits.num_classes)
+    if key["arm"] == "stream":
+        return online, idx
+    return sources.MixSource(real, online, key["synthetic_fraction"], replace=key["arm"] == "mix_replace"), idx
+
+
+def classifier(key: dict, cell_dir: Path, device: str = "auto", progress: bool = False) -> dict:
+    """Run one classifier cell: its batches, `train.classifier_cell` (build → fit → score), the subset's indices."""
+    source, idx = batch_source(key, device=device, progress=progress)
+    runs.save_npy(Path(cell_dir) / "indices.npy", idx)
+    ctx = context(key["dataset"], key["val_size"])
+    cfg = train.TrainConfig(steps=key["steps"], batch_size=key["batch_size"], lr=key["lr"], augment=key["augment"],
+                            tta=key["tta"], seed=key["seed"], device=device, progress=progress)
+    return train.classifier_cell(source, cfg, key["model"], ctx.splits.image_shape, ctx.splits.num_classes,
+                                 ctx.val, ctx.splits.test)
+
+
+def reuse_or_run(profile: str, notebooks: tuple[str, ...], device: str = "auto", progress: bool = False):
+    """A cell function that first looks for the same key's finished record in other notebooks' runs of this profile
+    (e.g. the scaling notebook's real arm in the baseline's grid) and trains only when none has it."""
+    return functools.partial(_reuse_or_run, profile=profile, notebooks=tuple(notebooks), device=device,
+                             progress=progress)
+
+
+def _reuse_or_run(key: dict, cell_dir: Path, profile: str, notebooks: tuple, device: str, progress: bool) -> dict:
+    for notebook in notebooks:
+        done = runs.find_record(profile, notebook, key)
+        if done is not None:
+            ctx = context(key["dataset"], key["val_size"])
+            runs.save_npy(Path(cell_dir) / "indices.npy", subset_indices(ctx, key["n"], key["seed"]))
+            return {**done["metrics"], "reused_from": notebook}
+    return classifier(key, cell_dir, device=device, progress=progress)
