@@ -28,20 +28,35 @@ def machine_line(env: dict) -> str:
             f"{' (dirty)' if env['git'].get('dirty') else ''}, {env.get('time', '')[:10]}")
 
 
-def baseline_section(profile: str) -> str:
-    table = runs.read_table(profile, "baseline")
-    run_dir = runs.results_root() / profile / "baseline"
+def check_run_matches(profile: str, run_dir: Path) -> dict:
+    """The run's params.json, refusing a run whose parameters differ from configs/<profile>.yaml's (its
+    `run_label` says "<profile>+overrides"): a profile's section never shows another parameter set's numbers."""
     params = json.loads((run_dir / "params.json").read_text())
+    label = params.get("run_label", profile)
+    if label != profile:
+        changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in params.get("overrides", {}).items())
+        raise ValueError(f"{run_dir} holds a run labelled {label!r} ({changed}), not the {profile!r} profile: "
+                         f"rerun it with `make reproduce PROFILE={profile}` (or move that folder away) before "
+                         f"reporting {profile!r}")
+    return params
+
+
+def baseline_section(profile: str) -> str:
+    run_dir = runs.results_root() / profile / "baseline"
+    params = check_run_matches(profile, run_dir)
     env = json.loads((run_dir / "environment.json").read_text())
-    summary = metrics.summarize(table, by="n", value="test_accuracy")
-    lines = [f"### Real-data baseline: test accuracy vs N (`{profile}` profile)", "",
+    import pandas as pd
+    lines = [f"### Real-data baseline: accuracy vs N (`{profile}` profile)", "",
              f"Made by `make reproduce PROFILE={profile}` (notebook `baseline`): model `{params['model']}`, "
-             f"{params['steps']} steps × {params['batch_size']} images per cell for every N, augmentation "
-             f"`{params['augment']}`, {len(params['seeds'])} seeds (each seed draws its own stratified subset). "
-             f"Machine: {machine_line(env)}.", "",
-             "| N real images | test accuracy (%, mean ± 95% CI) | seeds |", "|---|---|---|"]
-    for row in summary.itertuples():
-        lines.append(f"| {row.n} | {metrics.format_ci(row.mean, row.ci)} | {row.seeds} |")
+             f"{params['epochs']:g} epochs over the N images per cell, clipped to [{params['min_steps']:,}, "
+             f"{params['max_steps']:,}] steps × {params['batch_size']} images, augmentation `{params['augment']}`, "
+             f"test-time views `{params['tta']}`, {len(params['seeds'])} seeds (each seed draws its own stratified "
+             f"subset). Machine: {machine_line(env)}.", "",
+             markdown_table(pd.read_csv(run_dir / "summary.csv"))]
+    checks = run_dir / "budget_check.csv"
+    if checks.is_file():
+        lines += ["", "Budget check (the same cells at twice the budget, scored on validation):", ""]
+        lines += [f"- {v}" for v in pd.read_csv(checks)["verdict"]]
     lines += ["", "![accuracy vs N](figures/baseline_accuracy_vs_n.png)"]
     return "\n".join(lines)
 
@@ -84,6 +99,7 @@ def notebook_section(profile: str, notebook: str) -> str | None:
     if not summary.is_file():
         return None
     import pandas as pd
+    check_run_matches(profile, run_dir)
     env = json.loads((run_dir / "environment.json").read_text())
     lines = [f"### {TITLES.get(notebook, notebook)} (`{profile}` profile)", "",
              f"Made by `make reproduce PROFILE={profile}` (notebook `{notebook}`; parameters in "
@@ -105,21 +121,33 @@ def bench_section() -> str | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    from .bench import render, render_generators
+    from .bench import describe_ceiling, render, render_budgets, render_generators
     lines = []
-    if record.get("rows"):
-        lines += ["### `make bench`: full Fashion-MNIST train, real data", "",
-                  f"Made by `make bench` ({machine_line(record['environment'])}); all 60,000 training images, "
-                  "10,000 test images, one row per budget point, 95% CI over seeds. Rows \"as if G GFLOP/s\" "
-                  "(`--as-if-peak G`, the second step of `make bench`) shrink each budget by G / the peak measured "
-                  "in their run: an estimate for a machine with that fp32 matmul peak.", "",
-                  render(record["rows"])]
+    if record.get("budget_rows"):
+        first = record["budget_rows"][0]
+        lines += ["### `make bench`: accuracy per training budget in images (the same on every machine)", "",
+                  (f"Made by `make bench` ({machine_line(record['budget_environment'])}); `{first['model']}` on "
+                   f"`{first['dataset']}`, trained on {first['train_images']:,} training images "
+                   f"({first['val_images']:,} held out for validation), each budget its own run with the one-cycle "
+                   "schedule spanning it, scored on validation and on the test split; 95% CI over seeds. Speed does "
+                   "not enter these numbers: a machine that trains at R images/s reaches, in T seconds, the row of "
+                   "the budget R × T."), "",
+                  render_budgets(record["budget_rows"])]
+    wall_clock = render(record.get("rows", []))
+    if wall_clock:
+        lines += ["", "### `make bench`: wall-clock budgets on the machine that ran it", "",
+                  (f"Made by `make bench` ({machine_line(record['environment'])}); the same recipe and splits, "
+                   "training stopped when the time is spent. Throughput is a share of a ceiling that it cannot "
+                   "exceed: the largest of the CPU description's peak, every GEMM and convolution probe and the "
+                   "training rates themselves."), "", wall_clock]
+        if record.get("ceiling"):
+            lines += ["", f"Ceiling: {describe_ceiling(record['ceiling'])}."]
     if record.get("generator_rows"):
         lines += ["", "### `make bench`: generators", "",
-                  f"Made by `python -m synthstudy.bench --generators` (the first step of `make bench`; "
-                  f"{machine_line(record['generator_environment'])}): each generator trained on the whole pool with "
-                  "its profile's step budget (the fit time is the one recorded when it was trained), sampling timed "
-                  "now.", "", render_generators(record["generator_rows"])]
+                  (f"Made by `python -m synthstudy.bench --generators` (`make bench`; "
+                   f"{machine_line(record['generator_environment'])}): each generator trained on the whole pool "
+                   "with its profile's step budget (the fit time is the one recorded when it was trained), sampling "
+                   "timed now."), "", render_generators(record["generator_rows"])]
     return "\n".join(lines).strip() or None
 
 

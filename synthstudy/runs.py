@@ -206,13 +206,36 @@ def check_shippable(run_cell) -> None:
                          f"{hint}") from None
 
 
+# Parameters that change where or how visibly a run computes, not what it measures: they never make a run differ
+# from its profile. (A GPU's numbers differ from a CPU's in the last bits only, within the CIs.)
+NEUTRAL_PARAMETERS = frozenset({"profile", "device", "progress", "allow_download", "publish_figures", "update_readme"})
+
+
+def run_label(profile: str, params: dict) -> tuple[str, dict]:
+    """(label, overrides) of a run: `profile` when its parameters equal configs/<profile>.yaml's, else
+    "<profile>+overrides" with {name: [profile value, run value]} for every parameter that differs.
+
+    A profile with no configs/ file (a user's own label) is its own reference: no overrides.
+    """
+    path = PROJECT_ROOT / "configs" / f"{profile}.yaml"
+    if not path.is_file():
+        return profile, {}
+    import yaml
+    reference = yaml.safe_load(path.read_text()) or {}
+    given = json.loads(json.dumps(params, default=_jsonable))
+    overrides = {k: [reference[k], v] for k, v in given.items()
+                 if k in reference and k not in NEUTRAL_PARAMETERS and v != reference[k]}
+    return (f"{profile}+overrides" if overrides else profile), overrides
+
+
 class Run:
     """One execution of a notebook (or script): a folder with its parameters, environment and cells."""
 
     def __init__(self, notebook: str, profile: str, params: dict, device: str | None = None, root: Path | None = None):
         self.notebook, self.profile = notebook, profile
         self.dir = Path(root or results_root()) / profile / notebook
-        self.params = dict(params)
+        self.label, overrides = run_label(profile, params)
+        self.params = {**dict(params), "run_label": self.label, "overrides": overrides}
         write_json(self.dir / "params.json", self.params)
         write_json(self.dir / "environment.json", environment(device))
 

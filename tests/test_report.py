@@ -1,12 +1,15 @@
 """The README's results section is generated from run records only: tables and figures, never typed by hand."""
 import pandas as pd
+import pytest
 
-from synthstudy import report, runs
+from synthstudy import config, report, runs
+
+QUICK = config.load_profile("quick")
 
 
-def make_run(notebook, rows, summary=None):
-    run = runs.Run(notebook, "quick", {"model": "cnn", "steps": 5, "batch_size": 8, "augment": "flip",
-                                       "seeds": [0, 1, 2]}, device="cpu")
+def make_run(notebook, rows, summary=None, **overrides):
+    """A run folder labelled `quick`, with the quick profile's parameters (plus `overrides`)."""
+    run = runs.Run(notebook, "quick", {**QUICK, **overrides}, device="cpu")
     run.write_table(rows)
     if summary is not None:
         runs.write_text(run.dir / "summary.csv", summary.to_csv(index=False))
@@ -14,16 +17,33 @@ def make_run(notebook, rows, summary=None):
 
 
 def test_report_rewrites_only_the_marked_section(tmp_path, isolated_results):
-    make_run("baseline", [{"n": n, "seed": s, "test_accuracy": 0.5 + 0.1 * s} for n in (10, 20) for s in range(3)])
+    make_run("baseline", [{"n": n, "seed": s, "test_accuracy": 0.5 + 0.1 * s} for n in (10, 20) for s in range(3)],
+             pd.DataFrame({"n": [10, 20], "test accuracy (%)": ["60.00 ± 24.84", "60.00 ± 24.84"], "seeds": [3, 3]}))
     make_run("generators", [], pd.DataFrame({"arm": ["real", "cvae"], "ratio": [1.0, 0.81234]}))
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.START}\nold numbers\n{report.END}\noutro\n")
     assert report.main(["--profile", "quick", "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old numbers" not in text
-    assert "| 10 | 60.00 ± 24.84 | 3 |" in text                    # mean ± t-interval over 3 seeds
+    assert "| 10 | 60.00 ± 24.84 | 3 |" in text
     assert "| cvae | 0.812 |" in text and "notebook `generators`" in text
     assert "scaling" not in text                                  # no run, no section
+
+
+def test_a_run_with_other_parameters_than_its_profile_is_labelled_and_never_reported(tmp_path, isolated_results):
+    same = make_run("baseline", [], device="cuda", progress=False)      # where/how it runs: still the profile
+    assert same.label == "quick" and same.params["overrides"] == {}
+    other = make_run("generators", [], pd.DataFrame({"arm": ["real"], "ratio": [1.0]}), max_steps=30)
+    assert other.label == "quick+overrides" and other.params["overrides"] == {"max_steps": [QUICK["max_steps"], 30]}
+    with pytest.raises(ValueError, match=r"quick\+overrides.*max_steps"):
+        report.notebook_section("quick", "generators")
+    # a label with no configs/ file is its own reference
+    assert runs.run_label("my-experiment", {"max_steps": 30}) == ("my-experiment", {})
+
+
+def test_every_profile_file_names_itself():
+    for name in config.profiles():
+        assert config.load_profile(name)["profile"] == name, f"configs/{name}.yaml must say `profile: {name}`"
 
 
 def test_report_refuses_a_readme_without_markers(tmp_path, isolated_results):

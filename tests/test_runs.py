@@ -1,9 +1,12 @@
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +25,7 @@ def test_run_folder_holds_params_environment_and_records(isolated_results):
     env = json.loads((run.dir / "environment.json").read_text())
     assert env["versions"]["torch"] and env["device"] == "cpu" and "sha" in env["git"]
     assert env["cpu_model"] == runs.cpu_model() and env["cpu_model"].strip()   # names the part that made the numbers
-    assert json.loads((run.dir / "params.json").read_text()) == {"x": 1}
+    assert json.loads((run.dir / "params.json").read_text()) == {"x": 1, "run_label": "smoke", "overrides": {}}
 
 
 def test_grid_skips_finished_cells_and_reruns_changed_ones(isolated_results):
@@ -114,16 +117,29 @@ def test_killed_grid_resumes_without_corrupt_or_duplicate_records(tmp_path):
     assert not list(cells.rglob("*.tmp"))
 
 
-def test_local_executor_runs_cells_in_subprocesses_with_the_same_records(isolated_results, monkeypatch):
+def score_cell(key, cell_dir, offset=0):
+    """A shippable cell function: module-level, so a submitit job imports it (tests/ is on the job's PYTHONPATH)."""
+    return {"score": key["n"] + offset, "pid": os.getpid()}
+
+
+def failing_cell(key, cell_dir):
+    if key["n"] == 1:
+        raise RuntimeError("boom")
+    return {"ok": True}
+
+
+@pytest.fixture
+def jobs_import_tests(monkeypatch):
+    """submitit's local jobs are fresh processes: let them import this test module like the package's cells."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+
+
+def test_local_executor_runs_cells_in_subprocesses_with_the_same_records(isolated_results, monkeypatch,
+                                                                          jobs_import_tests):
     """submitit's local executor: each cell runs in its own process and writes its own record; a rerun (inline)
     finds them all finished; the results equal an inline run's."""
-    offset = 100                              # captured by value: the closure travels to the job process
-
-    def cell(key, cell_dir):
-        import os
-        return {"score": key["n"] + offset, "pid": os.getpid()}
-
     monkeypatch.setenv("SYNTHSTUDY_PARALLEL", "2")
+    cell = functools.partial(score_cell, offset=100)      # arguments travel with the partial
     keys = [{"n": n} for n in range(3)]
     records = runs.Run("demo", "smoke", {}).grid(keys, cell, progress=False, executor="local")
     assert [r["metrics"]["score"] for r in records] == [100, 101, 102]
@@ -136,16 +152,26 @@ def test_local_executor_runs_cells_in_subprocesses_with_the_same_records(isolate
     assert calls == [] and again == records
 
 
-def test_a_failing_job_is_reported_and_its_cell_stays_unfinished(isolated_results):
-    def cell(key, cell_dir):
-        if key["n"] == 1:
-            raise RuntimeError("boom")
-        return {"ok": True}
-
+def test_a_failing_job_is_reported_and_its_cell_stays_unfinished(isolated_results, jobs_import_tests):
     run = runs.Run("demo", "smoke", {})
     with pytest.raises(RuntimeError, match="(?s)1 cell.*failed.*n=1.*boom"):
-        run.grid([{"n": 0}, {"n": 1}], cell, progress=False, executor="local")
+        run.grid([{"n": 0}, {"n": 1}], failing_cell, progress=False, executor="local")
     assert run.load({"n": 0}) is not None and run.load({"n": 1}) is None
+
+
+def test_an_executor_refuses_cells_it_cannot_ship_before_submitting_anything(isolated_results):
+    def notebook_cell(key, cell_dir):                     # what a notebook-defined function is: not importable
+        return {}
+
+    run = runs.Run("demo", "smoke", {})
+    for bad, name in ((notebook_cell, "notebook_cell"), (lambda k, d: {}, "lambda"),
+                      (functools.partial(score_cell, offset=threading.Lock()), "score_cell")):
+        with pytest.raises(ValueError, match=f"cannot ship cell function .*{name}"):
+            run.grid([{"n": 0}], bad, progress=False, executor="local")
+    assert not (run.dir / "submitit").exists()             # nothing was submitted
+    runs.check_shippable(functools.partial(score_cell, offset=1))     # importable + picklable: fine
+    from synthstudy import cells
+    runs.check_shippable(cells.reuse_or_run("smoke", ("baseline",), device="cpu"))
 
 
 def test_unknown_executor_is_refused(monkeypatch):
