@@ -22,7 +22,18 @@ from . import train as train_module
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # Train-split sizes, known before loading, so an impossible N is refused before anything runs.
-TRAIN_SIZES = {"fashion_mnist": 60000, "digits": 1348, "cifar10": 50000}
+TRAIN_SIZES = {"fashion_mnist": 60000, "digits": 1348, "cifar10": 50000}   # imagefolder: counted, see train_size
+
+
+def train_size(params) -> int:
+    """The train split's size: fixed for the built-in datasets, counted on disk (no decoding) for an image folder."""
+    if params.dataset != "imagefolder":
+        return TRAIN_SIZES[params.dataset]
+    from . import imagefolder
+    try:
+        return imagefolder.train_size(params.data_root or None)
+    except data_module.DataNotFoundError as err:
+        raise ValueError(str(err)) from None        # pydantic reports ValueErrors as parameter errors
 
 
 class ParameterError(ValueError):
@@ -42,7 +53,7 @@ def load_profile(name: str) -> dict:
 
 def pool_size(params) -> int:
     """Training images left once `val_size` is held out of the train split; refuses a holdout that leaves none."""
-    total = TRAIN_SIZES[params.dataset]
+    total = train_size(params)
     if params.val_size >= total:
         raise ValueError(f"val_size={params.val_size} leaves no training images (dataset={params.dataset!r} has "
                          f"{total}); allowed: val_size below {total}")
@@ -71,17 +82,32 @@ class StudyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     profile: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
-    dataset: Literal["fashion_mnist", "digits", "cifar10"]
+    dataset: Literal["fashion_mnist", "digits", "cifar10", "imagefolder"]
     allow_download: bool = False
     device: str = "auto"
     seeds: list[int] = Field(min_length=3)
     progress: bool = True
+    # dataset=imagefolder and pretrained generators (synthstudy.imagefolder, synthstudy.generators.pretrained)
+    data_root: str = ""                       # image folder root; "" = $SYNTHSTUDY_IMAGEFOLDER
+    image_size: int = Field(default=64, ge=8)  # image folder images are resized to image_size x image_size
+    pretrained_path: str = ""                 # local weights folder; "" = $SYNTHSTUDY_PRETRAINED/<name>, or download
+    allow_cpu_pretrained: bool = False        # consent to run a GPU-sized pretrained generator on the CPU
+
+    @model_validator(mode="after")
+    def _pretrained_ready(self):
+        from . import generators
+        generators.check_study_params(self)   # a pretrained generator's classes, weights, device: before any compute
+        return self
 
     @field_validator("device")
     @classmethod
     def _device(cls, v):
         if v not in train_module.DEVICES and not (v.startswith("cuda:") and v[5:].isdigit()):
             raise ValueError(f"allowed values: {', '.join(train_module.DEVICES)}, cuda:<index>")
+        try:
+            train_module.resolve_device(v)          # cuda / mps asked for on a machine without them: refuse now
+        except ValueError as err:
+            raise ValueError(str(err)) from None
         return v
 
     @field_validator("seeds")
@@ -93,21 +119,32 @@ class StudyParams(BaseModel):
 
 
 class TrainingParams(BaseModel):
-    """The classifier recipe shared by every arm (one architecture, one budget)."""
+    """The classifier recipe shared by every arm (one architecture; a budget that follows N, the same for every arm
+    at a given N: `steps_for`)."""
 
     model: str
-    steps: int = Field(gt=0)
+    epochs: float = Field(gt=0)           # passes over the N training images ...
+    min_steps: int = Field(gt=0)          # ... clipped to [min_steps, max_steps] optimizer steps
+    max_steps: int = Field(gt=0)
     batch_size: int = Field(gt=0)
     lr: float = Field(gt=0)
     augment: str
     tta: str = "flip"
+    equivalence_margin: float = Field(default=0.01, gt=0, lt=1)   # accuracy difference still called equivalent
 
     @field_validator("model")
     @classmethod
     def _model(cls, v):
         from .models import available, _REGISTRY
-        if v not in _REGISTRY and not v.startswith("timm:"):
-            raise ValueError(f"allowed values: {', '.join(available())}")
+        if v.startswith("timm:"):
+            import timm                               # ~2 s to import; still far cheaper than failing mid-notebook
+            if not timm.is_model(v[5:]):
+                close = timm.list_models(f"*{v[5:][:4]}*")[:5]
+                raise ValueError(f"timm has no model {v[5:]!r}; allowed: timm:<name> for a name in "
+                                 f"timm.list_models(){' (close: ' + ', '.join(close) + ')' if close else ''}")
+            return v
+        if v not in _REGISTRY:
+            raise ValueError(f"allowed values: {', '.join(available())}, timm:<name>")
         return v
 
     @field_validator("augment", "tta")
@@ -118,8 +155,24 @@ class TrainingParams(BaseModel):
             raise ValueError(f"allowed values: {', '.join(allowed)}")
         return v
 
-    def train_config(self, seed: int, device: str, progress: bool) -> train_module.TrainConfig:
-        return train_module.TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+    @model_validator(mode="after")
+    def _step_range(self):
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps={self.min_steps} must be <= max_steps={self.max_steps}")
+        return self
+
+    def steps_for(self, n: int, factor: int = 1) -> int:
+        """The budget of every arm at N training images (`factor` 2: the budget check's doubled run)."""
+        return factor * train_module.steps_for_size(n, self.batch_size, self.epochs, self.min_steps, self.max_steps)
+
+    def recipe_key(self) -> dict:
+        """The recipe fields of every classifier cell key (the budget rule, not its value: steps go in per cell)."""
+        return {"model": self.model, "epochs": self.epochs, "min_steps": self.min_steps, "max_steps": self.max_steps,
+                "batch_size": self.batch_size, "lr": self.lr, "augment": self.augment, "tta": self.tta,
+                "classifier_version": train_module.CLASSIFIER_VERSION}
+
+    def train_config(self, seed: int, device: str, progress: bool, steps: int) -> train_module.TrainConfig:
+        return train_module.TrainConfig(steps=steps, batch_size=self.batch_size, lr=self.lr,
                                         augment=self.augment, tta=self.tta, seed=seed, device=device,
                                         progress=progress)
 
@@ -128,9 +181,10 @@ class BaselineParams(StudyParams, TrainingParams):
     """notebooks/baseline: test accuracy vs the number N of real training images."""
 
     train_sizes: list[Union[int, Literal["all"]]] = Field(min_length=1)
-    val_size: int = Field(ge=0)
+    val_size: int = Field(ge=1)           # the budget check and every selection score on validation
+    budget_check_sizes: list[Union[int, Literal["all"]]] = Field(default_factory=list)   # N rerun at 2x the budget
 
-    @field_validator("train_sizes")
+    @field_validator("train_sizes", "budget_check_sizes")
     @classmethod
     def _positive_sizes(cls, v):
         bad = [n for n in v if n != "all" and n <= 0]
@@ -140,8 +194,15 @@ class BaselineParams(StudyParams, TrainingParams):
 
     @model_validator(mode="after")
     def _sizes_fit(self):
-        check_sizes_fit(self, "train_sizes")
+        check_sizes_fit(self, "train_sizes", "budget_check_sizes")
+        missing = set(resolve_sizes(self.budget_check_sizes, pool_size(self))) - set(self.resolved_sizes())
+        if missing:
+            raise ValueError(f"budget_check_sizes {sorted(missing)} are not in train_sizes: the check doubles the "
+                             f"budget of cells the grid runs; allowed: a subset of train_sizes")
         return self
+
+    def budget_sizes(self) -> list[int]:
+        return resolve_sizes(self.budget_check_sizes, pool_size(self))
 
     def resolved_sizes(self) -> list[int]:
         return resolve_sizes(self.train_sizes, pool_size(self))
@@ -154,13 +215,20 @@ class GeneratorBudgets(BaseModel):
     gen_seed: int = Field(ge=0)
     val_size: int = Field(ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _pretrained_need_no_steps(cls, values):
+        from . import generators
+        return generators.fill_pretrained_steps(values)   # pretrained generators are not trained: nominal budget 1
+
     @field_validator("gen_steps")
     @classmethod
     def _known_families(cls, v):
         from . import generators
-        unknown = sorted(set(v) - set(generators.available()))
+        unknown = sorted(set(v) - set(generators.available(pretrained=True)))
         if unknown:
-            raise ValueError(f"unknown generator(s) {unknown}; allowed keys: {', '.join(generators.available())}")
+            raise ValueError(f"unknown generator(s) {unknown}; allowed keys: "
+                             f"{', '.join(generators.available(pretrained=True))}")
         bad = {k: s for k, s in v.items() if not (isinstance(s, int) and s > 0)}
         if bad:
             raise ValueError(f"steps must be positive integers, got {bad}")
@@ -171,17 +239,17 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
     """notebooks/generators: train the zoo on the full train pool; FID/KID/PRDC and CAS per generator."""
 
     generator_names: list[str] = Field(min_length=1)
-    quality_samples: int = Field(gt=0)
+    quality_samples: int = Field(ge=20)   # PRDC's 5 nearest neighbours and KID's subsets need a real sample
     extractor_steps: int = Field(gt=0)
 
     @field_validator("generator_names")
     @classmethod
     def _names(cls, v):
         from . import generators
-        unknown = [n for n in v if n not in generators.available()]
+        unknown = [n for n in v if n not in generators.available(pretrained=True)]
         if unknown or len(set(v)) != len(v):
             raise ValueError(f"{unknown or 'repeated names'}: allowed values (each once): "
-                             f"{', '.join(generators.available())}")
+                             f"{', '.join(generators.available(pretrained=True))}")
         return v
 
     @model_validator(mode="after")
@@ -190,9 +258,9 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
         if missing:
             raise ValueError(f"gen_steps has no entry for {missing}; give every generator in generator_names "
                              f"its training steps")
-        if not 0 < self.val_size < TRAIN_SIZES[self.dataset]:
+        if not 0 < self.val_size < train_size(self):
             raise ValueError(f"val_size={self.val_size}: the quality metrics compare samples with the validation "
-                             f"holdout; allowed: 1..{TRAIN_SIZES[self.dataset] - 1}")
+                             f"holdout; allowed: 1..{train_size(self) - 1}")
         return self
 
 
@@ -200,6 +268,7 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
     """notebooks/scaling: real vs synthetic (fixed pool, online stream, mixed) training data across N."""
 
     train_sizes: list[Union[int, Literal["all"]]] = Field(min_length=1)   # the real curve (the baseline's sizes)
+    budget_check_sizes: list[Union[int, Literal["all"]]] = Field(default_factory=list)   # N rerun at 2x the budget
     scaling_sizes: list[Union[int, Literal["all"]]] = Field(min_length=1)
     scaling_generators: list[str] = Field(min_length=1)
     pool_multiples: list[int]             # may be empty: no fixed-pool arm
@@ -214,7 +283,7 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
             raise ValueError("sizes must be distinct positive integers or 'all'")
         return v
 
-    @field_validator("train_sizes")
+    @field_validator("train_sizes", "budget_check_sizes")
     @classmethod
     def _real_sizes(cls, v):
         return BaselineParams._positive_sizes(v)
@@ -247,8 +316,11 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
                              f"its training steps")
         if not (self.pool_multiples or self.stream or self.mix_fractions):
             raise ValueError("no synthetic arm left: give pool_multiples or mix_fractions, or set stream to true")
-        check_sizes_fit(self, "train_sizes", "scaling_sizes")
+        check_sizes_fit(self, "train_sizes", "scaling_sizes", "budget_check_sizes")
         return self
+
+    def budget_sizes(self) -> list[int]:
+        return resolve_sizes(self.budget_check_sizes, pool_size(self))
 
     def resolved_sizes(self) -> list[int]:
         """The N of the synthetic arms (each also gets the real arm, for a paired comparison)."""
@@ -260,10 +332,10 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
 
     def pool_sizes(self, n: int) -> list[int]:
         """Fixed-pool sizes M for N real images: multiple x N, clipped to the images a classifier sees
-        (steps x batch_size; a larger pool is never fully seen), duplicates dropped. With the stream arm on, a
+        (steps_for(n) x batch_size; a larger pool is never fully seen), duplicates dropped. With the stream arm on, a
         pool of exactly that size is dropped too: each of its images is seen once, which is what the stream is
         (the same measurement twice would only cost time)."""
-        cap = self.steps * self.batch_size
+        cap = self.steps_for(n) * self.batch_size
         sizes = {min(m * n, cap) for m in self.pool_multiples}
         return sorted(sizes - {cap} if self.stream else sizes)
 
@@ -305,11 +377,15 @@ class AuditsParams(StudyParams, TrainingParams):
     gen_steps: dict[str, int]
     gen_seed: int = Field(ge=0)
     extractor_steps: int = Field(gt=0)
+    contrastive_steps: int = Field(gt=0)  # the second feature space (SimCLR encoder of the pool)
     audit_generators: list[str] = Field(min_length=1)
+    audit_gen_steps: dict[str, int]       # generator steps in the N sweep (small N: plateau sooner than the pool)
     audit_sizes: list[int] = Field(min_length=1)
     audit_zoo: list[str]
     audit_samples: int = Field(gt=0)
     copy_quantile: float = Field(gt=0, le=0.5)
+    copy_margin: float = Field(gt=0, lt=1)   # copy excess still called "no excess" (TOST)
+    auc_margin: float = Field(gt=0, lt=0.5)  # attack AUC - 0.5 still called "no leak" (TOST)
     bias_generators: list[str] = Field(min_length=1)
     bias_n: int = Field(gt=0)
     rare_classes: list[int]
@@ -326,7 +402,7 @@ class AuditsParams(StudyParams, TrainingParams):
             raise ValueError("a generator is listed twice")
         return v
 
-    @field_validator("gen_steps")
+    @field_validator("gen_steps", "audit_gen_steps")
     @classmethod
     def _steps_per_family(cls, v):
         from . import generators
@@ -340,10 +416,13 @@ class AuditsParams(StudyParams, TrainingParams):
     @model_validator(mode="after")
     def _audits_fit(self):
         from .audits import bias
-        missing = [g for g in (*self.audit_generators, *self.audit_zoo, *self.bias_generators)
-                   if g not in self.gen_steps]
+        missing = [g for g in (*self.audit_zoo, *self.bias_generators) if g not in self.gen_steps]
         if missing:
             raise ValueError(f"gen_steps has no entry for {sorted(set(missing))}; give each audited generator "
+                             f"its training steps")
+        missing = [g for g in self.audit_generators if g not in self.audit_gen_steps]
+        if missing:
+            raise ValueError(f"audit_gen_steps has no entry for {missing}; give each generator of the N sweep "
                              f"its training steps")
         pool = pool_size(self)
         # the privacy audit compares the N training images with N held-out pool images the generator never saw
@@ -352,7 +431,8 @@ class AuditsParams(StudyParams, TrainingParams):
             raise ValueError(f"audit_sizes {bad or self.audit_sizes} invalid: distinct sizes, each needs as many "
                              f"held-out images from the pool of {pool} (dataset={self.dataset!r}, val_size="
                              f"{self.val_size}); allowed: 2..{pool // 2}")
-        num_classes = NUM_CLASSES[self.dataset]
+        num_classes = NUM_CLASSES.get(self.dataset) or len(data_module.class_names(self.dataset,
+                                                                                   self.data_root or None))
         try:
             bias.check_imbalance(num_classes, self.rare_classes, self.rare_fraction)
         except ValueError as err:
@@ -373,17 +453,20 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
 
     val_size: int = Field(ge=1)            # sigma* and nothing else is chosen on it; the test split is never used so
     model: str
-    generator: str
+    generator: str                         # the family giving the views of every synthetic arm
+    control_generator: str                 # the family whose class-free path gives the label-free control's views
     mv_steps: int = Field(gt=0)
     mv_batch_size: int = Field(ge=2)       # pairs per step; a pair needs at least one other pair as negatives
     mv_lr: float = Field(gt=0)
     mv_temperature: float = Field(gt=0)
-    sigmas: list[float] = Field(min_length=1)
+    sigmas: list[float] = Field(min_length=3)   # three at least: an interior optimum needs a point between two ends
+    view_noise: Literal["additive", "variance_preserving"]
     latent_truncation: float = Field(ge=0)
     anchor_pools: list[int] = Field(min_length=1)
     mv_probe_size: Union[int, Literal["all"]]
     mv_eval_size: Union[int, Literal["all"]]
     mv_knn_k: int = Field(gt=0)
+    equivalence_margin: float = Field(default=0.01, gt=0, lt=1)   # accuracy units: |difference| below it = same
 
     @field_validator("model")
     @classmethod
@@ -394,15 +477,27 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
     @classmethod
     def _generator(cls, v):
         from . import generators
-        if v not in generators.available():
-            raise ValueError(f"allowed values: {', '.join(generators.available())}")
+        if v not in generators.available(pretrained=True):
+            raise ValueError(f"allowed values: {', '.join(generators.available(pretrained=True))}")
+        return v
+
+    @field_validator("control_generator")
+    @classmethod
+    def _control(cls, v):
+        from .contrastive import LABEL_FREE_FAMILIES
+        if v not in LABEL_FREE_FAMILIES:
+            raise ValueError(f"the label-free control needs a family with a class-free path; allowed values: "
+                             f"{', '.join(LABEL_FREE_FAMILIES)}")
         return v
 
     @field_validator("sigmas")
     @classmethod
     def _sigmas(cls, v):
-        if any(s < 0 for s in v) or len(set(v)) != len(v):
-            raise ValueError(f"sigmas must be distinct numbers >= 0 (0 = identical latent views), got {v}")
+        # measured in prior standard deviations; beyond 10 an additive neighbour is 10x off the prior and a
+        # variance-preserving one is an independent draw (correlation 0.1): nothing left to sweep
+        if any(not 0 <= s <= 10 for s in v) or len(set(v)) != len(v):
+            raise ValueError(f"sigmas must be distinct numbers in [0, 10] (latent standard deviations; 0 = identical "
+                             f"views), got {v}")
         return v
 
     @field_validator("anchor_pools")
@@ -421,9 +516,16 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
 
     @model_validator(mode="after")
     def _fits(self):
-        if self.generator not in self.gen_steps:
-            raise ValueError(f"gen_steps has no entry for generator={self.generator!r}; allowed generators here: "
-                             f"{', '.join(self.gen_steps)}")
+        for field in ("generator", "control_generator"):
+            if getattr(self, field) not in self.gen_steps:
+                raise ValueError(f"gen_steps has no entry for {field}={getattr(self, field)!r}; allowed generators "
+                                 f"here: {', '.join(self.gen_steps)}")
+        online = self.mv_steps * self.mv_batch_size
+        too_big = [m for m in self.anchor_pools if m >= online]
+        if too_big:
+            raise ValueError(f"anchor_pools {too_big} are not below the {online} anchors an online arm sees "
+                             f"(mv_steps x mv_batch_size): such a pool is never seen twice, it is the online arm; "
+                             f"allowed: 1..{online - 1}")
         pool = pool_size(self)
         if self.mv_probe_size != "all" and self.mv_probe_size > pool:
             raise ValueError(f"mv_probe_size={self.mv_probe_size} exceeds the {pool} pool images "

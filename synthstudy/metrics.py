@@ -322,11 +322,3 @@ def effective_data_ci(real_values: dict, synthetic, n_boot: int = 2000, alpha: f
         draws.append(value if side == "inside" else (sizes[0] if side == "below" else sizes[-1]))
     low, high = np.quantile(draws, [alpha / 2, 1 - alpha / 2])
     return EffectiveData(n_eff, float(low), float(high), "given", "")
-
-
-def __getattr__(name: str):
-    """`metrics.domain_extractor` etc. live in `synthstudy.quality` (torch-heavy); reachable from here too."""
-    if name in ("domain_extractor", "FeatureExtractor", "sample_quality", "cas"):
-        from . import quality
-        return getattr(quality, name)
-    raise AttributeError(f"module 'synthstudy.metrics' has no attribute {name!r}")

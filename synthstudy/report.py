@@ -153,7 +153,7 @@ def bench_section() -> str | None:
 
 def study_runs(profile: str) -> dict[str, Path]:
     """The study notebooks that have a finished run folder for `profile` (in the study's order)."""
-    from .reproduce import STUDY
+    STUDY = runs.STUDY_NOTEBOOKS
     root = runs.results_root() / profile
     return {nb: root / nb for nb in STUDY if (root / nb / "params.json").is_file()}
 

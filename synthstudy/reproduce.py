@@ -22,12 +22,12 @@ from pathlib import Path
 
 import yaml
 
-from . import config
+from . import config, runs
 from .runs import EXECUTORS, PROJECT_ROOT, atomic_path, results_root
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 # Execution order: later notebooks read what earlier ones cached (the baseline first); the report reads them all.
-STUDY = ["baseline", "generators", "scaling", "multiview", "audits"]
+STUDY = list(runs.STUDY_NOTEBOOKS)
 NOTEBOOKS = STUDY + ["report"]
 # The parameter schema each notebook validates itself with (synthstudy.config); `main` applies it up front too.
 SCHEMAS = {"baseline": "BaselineParams", "generators": "GeneratorsParams", "scaling": "ScalingParams",

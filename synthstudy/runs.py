@@ -48,11 +48,21 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+def glob_escape(name: str) -> str:
+    """`name` with glob's special characters escaped (figure and record names may contain [ or *)."""
+    import glob
+    return glob.escape(name)
+
+
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path next to `path`; on success rename it onto `path` (atomic on POSIX)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # a write killed outright (SIGKILL, power loss) cannot clean up after itself: its hidden temporary is removed by
+    # the next write of the same file (one writer per file in this project: cells write their own folders)
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -342,6 +352,9 @@ class Run:
 
 
 EXECUTORS = ("inline", "local", "slurm")
+# The study's notebooks in execution order: later ones read what earlier ones cached (the baseline first). Here,
+# not in reproduce, so that report and reproduce both read it without importing each other.
+STUDY_NOTEBOOKS = ("baseline", "generators", "scaling", "multiview", "audits")
 
 
 def executor_from_env() -> str:

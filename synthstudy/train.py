@@ -108,6 +108,11 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available; allowed here: auto, cpu")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                         f"allowed: cuda:0..cuda:{torch.cuda.device_count() - 1}, cuda, auto, cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device='mps' but Apple's MPS is not available; allowed here: auto, cpu")
     return torch.device(device)
 
 

@@ -3,7 +3,8 @@ import pytest
 from synthstudy import config
 
 GOOD = dict(profile="smoke", dataset="digits", device="cpu", seeds=[0, 1, 2], train_sizes=[50, "all"],
-            val_size=100, model="cnn", steps=10, batch_size=32, lr=0.1, augment="flip_crop")
+            val_size=100, model="cnn", epochs=1.0, min_steps=10, max_steps=10, batch_size=32, lr=0.1,
+            augment="flip_crop")
 
 
 def test_good_parameters_pass_and_resolve_all():
@@ -17,7 +18,11 @@ def test_good_parameters_pass_and_resolve_all():
     ("augment", "mixup", "flip_crop"),
     ("tta", "tencrop", "flip_shift"),
     ("device", "tpu", "auto"),
-    ("steps", 0, "greater than 0"),
+    ("model", "timm:resnet_does_not_exist", "timm has no model"),
+    ("min_steps", 0, "greater than 0"),
+    ("epochs", -1, "greater than 0"),
+    ("equivalence_margin", 0, "greater than 0"),
+    ("budget_check_sizes", [100], "not in train_sizes"),
     ("batch_size", -1, "greater than 0"),
     ("lr", 0, "greater than 0"),
     ("seeds", [0, 1], "at least 3"),
@@ -26,7 +31,7 @@ def test_good_parameters_pass_and_resolve_all():
     ("train_sizes", [5000], "1..1248"),
     ("val_size", 2000, "val_size"),
     ("profile", "../etc", "pattern"),
-    ("steps", "many", "integer"),
+    ("max_steps", "many", "integer"),
 ])
 def test_bad_values_name_the_parameter_and_what_is_allowed(field, value, expected):
     with pytest.raises(config.ParameterError) as err:
@@ -34,15 +39,35 @@ def test_bad_values_name_the_parameter_and_what_is_allowed(field, value, expecte
     assert field in str(err.value) and expected in str(err.value)
 
 
+def test_a_device_this_machine_lacks_is_refused_before_any_compute():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(config.ParameterError, match="(?s)'device'.*CUDA is not available.*auto, cpu"):
+        config.validate(config.BaselineParams, {**GOOD, "device": "cuda"})
+
+
+def test_min_steps_above_max_steps_is_refused():
+    with pytest.raises(config.ParameterError, match="min_steps=20 must be <= max_steps=10"):
+        config.validate(config.BaselineParams, {**GOOD, "min_steps": 20})
+
+
+def test_the_budget_follows_n_within_its_bounds():
+    p = config.validate(config.BaselineParams, {**GOOD, "epochs": 2.0, "min_steps": 5, "max_steps": 50})
+    assert [p.steps_for(n) for n in (10, 320, 3200)] == [5, 20, 50]     # floor, 2 x 320 / 32, cap
+    assert p.steps_for(320, factor=2) == 40
+    assert p.recipe_key()["classifier_version"] >= 2
+
+
 def test_all_problems_are_reported_at_once():
     with pytest.raises(config.ParameterError) as err:
-        config.validate(config.BaselineParams, {**GOOD, "dataset": "x", "steps": -1, "typo_param": 3})
+        config.validate(config.BaselineParams, {**GOOD, "dataset": "x", "max_steps": -1, "typo_param": 3})
     msg = str(err.value)
-    assert "'dataset'" in msg and "'steps'" in msg and "'typo_param'" in msg
+    assert "'dataset'" in msg and "'max_steps'" in msg and "'typo_param'" in msg
 
 
 def test_from_namespace_picks_the_schema_fields_and_reports_missing_ones():
-    assert config.from_namespace(config.BaselineParams, {**GOOD, "np": object()}).steps == 10
+    assert config.from_namespace(config.BaselineParams, {**GOOD, "np": object()}).max_steps == 10
     with pytest.raises(config.ParameterError, match="does not define"):
         config.from_namespace(config.BaselineParams, {k: v for k, v in GOOD.items() if k != "model"})
 
@@ -68,7 +93,7 @@ SCALING = {**GOOD, "scaling_sizes": [100, "all"],
 def test_scaling_resolves_all_and_clips_pools_to_the_images_a_classifier_sees():
     p = config.validate(config.ScalingParams, SCALING)
     assert p.resolved_sizes() == [100, 1248] and p.real_sizes() == [50, 100, 1248]     # train_sizes [50, "all"]
-    # steps 10 x batch 32 = 320 images seen: 1000 and 10000 are both clipped to 320, then counted once
+    # 10 steps (epochs 1 within [10, 10]) x batch 32 = 320 images seen: 1000 and 10000 are clipped to 320, once
     assert p.pool_sizes(100) == [100, 320] and p.pool_sizes(1248) == [320]
     # with the stream arm on, a pool the classifier sees exactly once per image duplicates it: dropped
     streaming = config.validate(config.ScalingParams, {**SCALING, "stream": True})
