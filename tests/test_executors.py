@@ -1,0 +1,51 @@
+"""The scale-out path for the whole study: every notebook's grid under EXECUTOR=local gives the inline run's records.
+
+`make test-executors` (and .ci/run) runs this; `make test` skips it (marker `executors`): it executes the smoke
+study twice, a few minutes on 2 cores. Both runs use one torch thread per process (a local job gets cores /
+SYNTHSTUDY_PARALLEL threads), because a different thread count may change the last bits of a float reduction and,
+after training, an accuracy.
+"""
+import json
+
+import pandas as pd
+import pytest
+
+from synthstudy import reproduce, runs
+
+# what differs between two runs of the same cell: wall times, rates, process ids, where a record came from
+VOLATILE = ("seconds", "per_s", "pid", "finished", "git", "reused_from", "job")
+
+
+def comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table without its volatile columns (rows are in the grid's key order in both runs)."""
+    return frame[[c for c in frame.columns if not any(v in c for v in VOLATILE)]]
+
+
+def run_study(root, monkeypatch, executor: str):
+    with monkeypatch.context() as patch:
+        patch.setenv("SYNTHSTUDY_RESULTS", str(root))
+        patch.setenv("SYNTHSTUDY_THREADS", "1")
+        patch.setenv("SYNTHSTUDY_EXECUTOR", executor)
+        patch.setenv("SYNTHSTUDY_PARALLEL", "2")
+        for name in runs.STUDY_NOTEBOOKS:
+            reproduce.execute(name, "smoke", progress=False)
+
+
+@pytest.mark.executors
+def test_the_whole_smoke_study_gives_the_same_records_under_the_local_executor(tmp_path, monkeypatch):
+    run_study(tmp_path / "inline", monkeypatch, "inline")
+    run_study(tmp_path / "local", monkeypatch, "local")
+    for name in runs.STUDY_NOTEBOOKS:
+        inline_dir, local_dir = tmp_path / "inline" / "smoke" / name, tmp_path / "local" / "smoke" / name
+        jobs = list((local_dir / "submitit").glob("*_result.pkl")) + list((local_dir / "submitit").glob("*.out"))
+        assert jobs, f"{name}: no cell ran as a local job"
+        for table in sorted(p.name for p in inline_dir.glob("*.csv")):
+            a, b = pd.read_csv(inline_dir / table), pd.read_csv(local_dir / table)
+            assert list(a.columns) == list(b.columns), f"{name}/{table}: columns differ"
+            pd.testing.assert_frame_equal(comparable(a), comparable(b), check_exact=False, rtol=1e-9,
+                                          obj=f"{name}/{table}")
+        inline_keys = {json.dumps(json.loads(p.read_text())["key"], sort_keys=True)
+                       for p in (inline_dir / "cells").glob("*/record.json")}
+        local_keys = {json.dumps(json.loads(p.read_text())["key"], sort_keys=True)
+                      for p in (local_dir / "cells").glob("*/record.json")}
+        assert inline_keys == local_keys and inline_keys
