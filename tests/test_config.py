@@ -75,8 +75,10 @@ def test_from_namespace_picks_the_schema_fields_and_reports_missing_ones():
 @pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
 def test_every_profile_validates_for_the_baseline(profile):
     values = config.load_profile(profile)
-    config.validate(config.BaselineParams, {**{k: v for k, v in values.items()
+    given = {k: v for k, v in values.items() if k in config.BaselineParams.model_fields}
+    p = config.validate(config.BaselineParams, {**{k: v for k, v in values.items()
                                                if k in config.BaselineParams.model_fields}, "profile": profile})
+    assert p.profile == profile and {k: getattr(p, k) for k in given} == given      # nothing dropped or changed
 
 
 def test_unknown_profile_lists_the_allowed_ones():
@@ -126,5 +128,7 @@ def test_scaling_refuses_a_grid_without_any_synthetic_arm():
 @pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
 def test_every_profile_validates_for_scaling(profile):
     values = config.load_profile(profile)
-    config.validate(config.ScalingParams, {**{k: v for k, v in values.items()
+    given = {k: v for k, v in values.items() if k in config.ScalingParams.model_fields}
+    p = config.validate(config.ScalingParams, {**{k: v for k, v in values.items()
                                               if k in config.ScalingParams.model_fields}, "profile": profile})
+    assert p.profile == profile and {k: getattr(p, k) for k in given} == given

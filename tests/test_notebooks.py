@@ -184,7 +184,12 @@ def test_reproduce_validates_every_notebooks_values_before_running_any(override,
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
 def test_every_profile_passes_every_notebooks_schema(profile):
-    reproduce.check_parameters(reproduce.NOTEBOOKS, profile, {})
+    declared = reproduce.check_parameters(reproduce.NOTEBOOKS, profile, {})
+    assert set(declared) == set(reproduce.NOTEBOOKS)
+    # every value in the profile file reaches at least one notebook (no typo silently ignored)
+    from synthstudy import config
+    used = set().union(*declared.values())
+    assert set(config.load_profile(profile)) <= used, set(config.load_profile(profile)) - used
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

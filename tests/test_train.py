@@ -80,6 +80,11 @@ def test_bad_training_settings_are_refused_before_training(field, value):
         quick_cfg(**{field: value})
 
 
-def test_device_auto_resolves_to_cpu_here():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert train.resolve_device("auto").type in (expected, "mps")
+def test_device_auto_picks_the_best_device_this_machine_has():
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    expected = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    assert train.resolve_device("auto").type == expected
+    assert train.resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            train.resolve_device("cuda")
