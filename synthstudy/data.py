@@ -9,7 +9,8 @@ only for final evaluation: generators, model selection and validation use `holdo
     >>> idx = data.stratified_indices(pool.labels, n=1000, seed=0)   # save `idx` with the run
 
 Datasets: `fashion_mnist` (default, 28x28 grey), `digits` (scikit-learn's 8x8 digits, tiny, for tests and smoke
-runs), `cifar10` (torchvision; only when the caller passes `allow_download=True`).
+runs), `cifar10` (torchvision; only when the caller passes `allow_download=True`), `imagefolder` (a subfolder per
+class, e.g. an ImageNet-100 subset, resized to `image_size`; see `synthstudy.imagefolder`).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("fashion_mnist", "digits", "cifar10")
+DATASETS = ("fashion_mnist", "digits", "cifar10", "imagefolder")
 
 FASHION_MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -147,8 +148,15 @@ def _load_cifar10(allow_download: bool) -> Splits:
     return Splits("cifar10", to_set(sets[True]), to_set(sets[False]), CIFAR10_CLASSES)
 
 
-def load(name: str = "fashion_mnist", allow_download: bool = False) -> Splits:
-    """Load a dataset by name; never downloads unless `allow_download` is True (cifar10 only)."""
+def load(name: str = "fashion_mnist", allow_download: bool = False, data_root: str | None = None,
+         image_size: int | None = None) -> Splits:
+    """Load a dataset by name; never downloads unless `allow_download` is True (cifar10 only).
+
+    `data_root` and `image_size` are for `imagefolder` only (root default $SYNTHSTUDY_IMAGEFOLDER, size 64).
+    """
+    if name == "imagefolder":
+        from . import imagefolder
+        return imagefolder.load(data_root, imagefolder.DEFAULT_IMAGE_SIZE if image_size is None else image_size)
     if name == "fashion_mnist":
         return _load_fashion_mnist()
     if name == "digits":
@@ -156,6 +164,18 @@ def load(name: str = "fashion_mnist", allow_download: bool = False) -> Splits:
     if name == "cifar10":
         return _load_cifar10(allow_download)
     raise ValueError(f"dataset={name!r} is unknown; allowed values: {', '.join(DATASETS)}")
+
+
+def class_names(name: str, data_root: str | None = None) -> tuple:
+    """A dataset's class names, in label order, without loading its images (an image folder's are its folders)."""
+    fixed = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": tuple(str(i) for i in range(10)),
+             "cifar10": CIFAR10_CLASSES}
+    if name == "imagefolder":
+        from . import imagefolder
+        return imagefolder.class_names(data_root)
+    if name not in fixed:
+        raise ValueError(f"dataset={name!r} is unknown; allowed values: {', '.join(DATASETS)}")
+    return fixed[name]
 
 
 def stratified_indices(labels, n: int, seed: int) -> np.ndarray:

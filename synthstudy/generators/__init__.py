@@ -18,6 +18,11 @@ Families (one module each):
 - `flow`: latent flow matching (autoencoder + rectified-flow MLP), deterministic ODE sampler, classifier-free
   guidance; its latent code is the ODE's starting noise.
 
+Pretrained families (`available(pretrained=True)`; `pretrained.py`), loaded not trained, ImageNet classes mapped
+onto the study's class names: `biggan-deep-128|256|512` (pytorch-pretrained-biggan, GenRep's generator) and
+`dit-xl-2-256|512` (diffusers). Weights come from `pretrained_path` or, with `allow_download=True`, the internet;
+`fit_cached` / `fit_on_subset` return them loaded (nothing to fit, nothing cached).
+
 Every generator has the latent interface used for "views": `z = gen.sample_latents(labels, g)`,
 `gen.decode(z, labels)`; `gen.sample(...)` is the two in a row, and nearby latents decode to similar images.
 `parameter_bytes(gen)` is the storage a generator needs to sample (for the storage table).
@@ -37,6 +42,7 @@ from .cgan import CGAN
 from .cvae import CVAE
 from .flow import FlowMatching
 from .pca_gaussian import PCAGaussian
+from .pretrained import PRETRAINED, PretrainedGenerator
 
 # Bump a family's version when its training code changes in a way that changes results: the cache key holds it,
 # so old cached models are not reused by mistake.
@@ -45,21 +51,29 @@ _REGISTRY: dict[str, tuple[type[Generator], int]] = {
     "cvae": (CVAE, 1),
     "cgan": (CGAN, 2),   # 2: PyTorch spectral_norm instead of a hand-written one
     "flow": (FlowMatching, 1),
+    # pretrained families: the version is the adapter's (sampling, class mapping), the weights are fixed
+    **{name: (cls, 1) for name, cls in PRETRAINED.items()},
 }
 
 __all__ = ["Generator", "SIZE_PLANS", "available", "config_options", "create", "fit_cached", "fit_on_subset",
-           "parameter_bytes", "sample_pool",
-           "CGAN", "CVAE", "FlowMatching", "PCAGaussian"]
+           "is_pretrained", "parameter_bytes", "sample_pool", "study_config",
+           "CGAN", "CVAE", "FlowMatching", "PCAGaussian", "PretrainedGenerator"]
 
 
-def available() -> list[str]:
-    """Registered generator names."""
-    return sorted(_REGISTRY)
+def available(pretrained: bool = False) -> list[str]:
+    """Registered generator names: the families this study trains, plus the pretrained ones if `pretrained`."""
+    return sorted(n for n in _REGISTRY if pretrained or n not in PRETRAINED)
+
+
+def is_pretrained(name: str) -> bool:
+    """True for a family that is loaded with pretrained weights instead of trained here."""
+    return name in PRETRAINED
 
 
 def _check_name(name: str) -> type[Generator]:
     if name not in _REGISTRY:
-        raise ValueError(f"generator={name!r} is unknown; allowed values: {', '.join(available())}")
+        raise ValueError(f"generator={name!r} is unknown; allowed values: {', '.join(available())}; "
+                         f"pretrained: {', '.join(PRETRAINED)}")
     return _REGISTRY[name][0]
 
 
@@ -115,17 +129,24 @@ def fit_cached(name: str, train: ImageSet, data_key: dict, config: dict, steps: 
 
     The cache key holds the name, the family's code version, `data_key` (say dataset, N and subset seed: what a
     reader needs to know), a content hash of `train`, the full config (defaults filled in, so adding an explicit
-    default does not retrain), image shape, number of classes, `steps` and `seed`. Device and threads are not
+    default does not retrain) less the family's `sampling_options` (set on the returned model instead: a new
+    sampler does not retrain), image shape, number of classes, `steps` and `seed`. Device and threads are not
     part of it (they change speed, and on a GPU the last bits of the weights). `num_classes=None` takes
     max(label) + 1.
+
+    A pretrained family (`is_pretrained`) is only loaded (config: its `classes`, weights source and consents; see
+    `study_config`): nothing is fitted, nothing is cached, `steps` and `seed` are ignored.
     """
     cls = _check_name(name)
+    if is_pretrained(name):
+        return _load_pretrained(name, train, config, device, num_classes)
     if num_classes is None:
         num_classes = int(train.labels.max()) + 1
     image_shape = tuple(train.images.shape[1:])
     gen = create(name, image_shape, num_classes, **config)   # validates everything before any compute
+    weights_config = {k: v for k, v in gen.config.items() if k not in cls.sampling_options}
     key = {"name": name, "version": _REGISTRY[name][1], "data": dict(data_key), "data_sha": data_fingerprint(train),
-           "config": gen.config, "image_shape": list(image_shape), "num_classes": num_classes,
+           "config": weights_config, "image_shape": list(image_shape), "num_classes": num_classes,
            "steps": steps, "seed": seed}
 
     def build() -> Generator:
@@ -135,7 +156,66 @@ def fit_cached(name: str, train: ImageSet, data_key: dict, config: dict, steps: 
     result = runs.cached("generators", key, build)
     if not isinstance(result, cls):
         raise TypeError(f"the cache entry for {key} holds a {type(result).__name__}, not a {cls.__name__}")
+    result.config.update({k: gen.config[k] for k in cls.sampling_options})   # this call's sampler settings
     return result
+
+
+def _load_pretrained(name: str, train: ImageSet, config: dict, device: str, num_classes: int | None) -> Generator:
+    """A pretrained family for `train`'s image shape: loaded, never fitted and never cached here (its weights are
+    fixed; a copy in results/cache would only duplicate gigabytes the library keeps in its own cache)."""
+    config = {"device": device, **config}
+    if num_classes is None:
+        classes = config.get("classes")
+        num_classes = len(classes) if classes is not None else int(train.labels.max()) + 1
+    return create(name, tuple(train.images.shape[1:]), num_classes, **config)
+
+
+def study_config(name: str, params, classes) -> dict:
+    """The `config` a notebook passes to `fit_on_subset` for generator `name`: {} for the trained families (their
+    defaults), and for a pretrained one its class names and the notebook's consent and weights parameters."""
+    if not is_pretrained(name):
+        return {}
+    return {"classes": list(classes), "allow_download": bool(params.allow_download),
+            "pretrained_path": getattr(params, "pretrained_path", "") or None,
+            "allow_cpu_pretrained": bool(getattr(params, "allow_cpu_pretrained", False))}
+
+
+def study_generator_names(params) -> list[str]:
+    """Every generator name a notebook's parameters refer to (whichever of the shared fields its schema has)."""
+    names = []
+    for field in ("generator", "generator_names", "scaling_generators"):
+        value = getattr(params, field, None) if not isinstance(params, dict) else params.get(field)
+        names += [value] if isinstance(value, str) else list(value or [])
+    return [n for n in dict.fromkeys(names) if isinstance(n, str)]
+
+
+def check_study_params(params) -> None:
+    """Refuse, before any compute, a notebook's pretrained generators that cannot run as asked (unknown class
+    counterparts, no weights source, offline download, CPU without consent); `config.py` calls this."""
+    from . import pretrained
+    names = [n for n in study_generator_names(params) if is_pretrained(n)]
+    if not names:
+        return
+    from ..data import DataNotFoundError, class_names
+    try:
+        classes = class_names(params.dataset, getattr(params, "data_root", "") or None)
+    except DataNotFoundError as err:
+        raise ValueError(str(err)) from None        # a parameter error (no image folder), reported as such
+    for name in names:
+        pretrained.check_ready(name, classes=classes, allow_download=params.allow_download,
+                               pretrained_path=getattr(params, "pretrained_path", "") or None, device=params.device,
+                               allow_cpu_pretrained=getattr(params, "allow_cpu_pretrained", False))
+
+
+def fill_pretrained_steps(values):
+    """Notebook parameters with `gen_steps[name] = 1` added for each pretrained generator they name and
+    `gen_steps` lacks: nothing is trained, but notebooks look every generator's budget up (cell keys hold it)."""
+    if not isinstance(values, dict) or not isinstance(values.get("gen_steps"), dict):
+        return values
+    missing = [n for n in study_generator_names(values) if is_pretrained(n) and n not in values["gen_steps"]]
+    if not missing:
+        return values
+    return {**values, "gen_steps": {**values["gen_steps"], **{n: 1 for n in missing}}}
 
 
 def fit_on_subset(name: str, pool: ImageSet, dataset: str, n, subset_seed: int, steps: int, seed: int,
@@ -146,7 +226,8 @@ def fit_on_subset(name: str, pool: ImageSet, dataset: str, n, subset_seed: int, 
     `pool` is the train split minus the validation holdout (`data.holdout(splits.train, val_size, seed=0)[0]`);
     `n` is an int or "all" (the whole pool). Notebooks that call this with the same arguments share one cached
     model, so the generators notebook trains it and scaling / multiview / audits reuse it. Returns the fitted
-    generator and the subset's indices into `pool` (save them with the run).
+    generator and the subset's indices into `pool` (save them with the run). A pretrained family comes back loaded,
+    mapped onto `dataset`'s class names unless `config` gives `classes`.
     """
     if n == "all":
         indices = np.arange(len(pool))
@@ -154,6 +235,10 @@ def fit_on_subset(name: str, pool: ImageSet, dataset: str, n, subset_seed: int, 
         indices = stratified_indices(pool.labels.numpy(), int(n), seed=subset_seed)
     data_key = {"dataset": dataset, "n": n if n == "all" else int(n), "subset_seed": subset_seed,
                 "pool_size": len(pool)}
+    if is_pretrained(name) and "classes" not in (config or {}):
+        from ..data import class_names
+        # the dataset's class names (an image folder's come from $SYNTHSTUDY_IMAGEFOLDER; see study_config)
+        config = {**(config or {}), "classes": list(class_names(dataset))}
     gen = fit_cached(name, pool.take(indices), data_key=data_key, config=config or {}, steps=steps, seed=seed,
                      device=device, progress=progress, num_classes=num_classes)
     return gen, indices
