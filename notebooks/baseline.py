@@ -37,8 +37,10 @@
 
 # %% tags=["parameters"]
 profile: str = "quick"            # label of the run folder results/<profile>/baseline; the configs/ name
-dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 (cifar10 needs allow_download or local files)
+dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 | imagefolder (cifar10: allow_download or local files)
 allow_download: bool = False      # True lets torchvision download cifar10 (needs internet); never needed otherwise
+data_root: str = ""               # dataset imagefolder only: a folder per class; empty means $SYNTHSTUDY_IMAGEFOLDER
+image_size: int = 64              # dataset imagefolder only: images resized to this many pixels a side
 device: str = "auto"              # auto -> cuda if present, else cpu; or cpu | cuda | cuda:<i> | mps
 seeds: list = [0, 1, 2]           # one training run per seed and size; at least 3 for a 95% CI
 train_sizes: list = [100, 300, 1000, 3000, 10000, "all"]   # N real images (stratified); "all" is the whole pool
@@ -63,7 +65,7 @@ from IPython.display import Markdown, display
 from synthstudy import analysis_scaling, cells, config, metrics, plots, runs, train
 
 P = config.from_namespace(config.BaselineParams, globals())
-ctx = cells.context(P.dataset, P.val_size, P.allow_download)
+ctx = cells.context(P.dataset, P.val_size, P.allow_download, P.data_root, P.image_size)
 run = runs.Run("baseline", P.profile, P.model_dump(), device=str(train.resolve_device(P.device)))
 budgets = {n: P.steps_for(n) for n in P.resolved_sizes()}
 print(f"{ctx.splits.name}: {len(ctx.pool)} training images in the pool, {P.val_size} for validation, "
@@ -78,7 +80,7 @@ print(f"{ctx.splits.name}: {len(ctx.pool)} training images in the pool, {P.val_s
 # %%
 keys = [cells.classifier_key(P, "real", n, s) for n in P.resolved_sizes() for s in P.seeds]
 keys += [cells.classifier_key(P, "real", n, s, budget_factor=2) for n in P.budget_sizes() for s in P.seeds]
-records = run.grid(keys, functools.partial(cells.classifier, device=P.device, progress=P.progress),
+records = run.grid(keys, functools.partial(cells.classifier, **cells.runtime(P)),
                    progress=P.progress,
                    describe=lambda k, m: f"n={k['n']} seed={k['seed']} steps={k['steps']}: "
                                          f"val {m['val_accuracy']:.2%} test {m['test_accuracy']:.2%}")

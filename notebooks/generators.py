@@ -36,8 +36,12 @@
 
 # %% tags=["parameters"]
 profile: str = "quick"            # label of the run folder results/<profile>/generators; the configs/ name
-dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 (cifar10 needs allow_download or local files)
+dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 | imagefolder (cifar10: allow_download or local files)
 allow_download: bool = False      # True lets torchvision download cifar10 (needs internet); never needed otherwise
+data_root: str = ""               # dataset imagefolder only: a folder per class; empty means $SYNTHSTUDY_IMAGEFOLDER
+image_size: int = 64              # dataset imagefolder only: images resized to this many pixels a side
+pretrained_path: str = ""         # a pretrained generator's local weights folder (README: pretrained generators)
+allow_cpu_pretrained: bool = False   # consent to run a GPU-sized pretrained generator on the CPU (slow)
 device: str = "auto"              # auto -> cuda if present, else cpu; or cpu | cuda | cuda:<i> | mps
 seeds: list = [0, 1, 2]           # CAS: one classifier per seed and arm; at least 3 for a 95% CI
 val_size: int = 5000              # images held out of the pool: the real reference for FID/PRDC
@@ -68,8 +72,8 @@ from IPython.display import Markdown, display
 from synthstudy import analysis_scaling, cells, config, data, generators, metrics, plots, quality, runs, train
 
 P = config.from_namespace(config.GeneratorsParams, globals())
-splits = data.load(P.dataset, allow_download=P.allow_download)
-pool, val = data.holdout(splits.train, P.val_size, seed=0)
+ctx = cells.context(P.dataset, P.val_size, P.allow_download, P.data_root, P.image_size)
+splits, pool, val = ctx.splits, ctx.pool, ctx.val
 run = runs.Run("generators", P.profile, P.model_dump(), device=str(train.resolve_device(P.device)))
 print(f"{splits.name}: generators train on {len(pool)} pool images; {len(val)} held out as the quality "
       f"reference; results in {run.dir}")
@@ -79,7 +83,7 @@ def fitted(name):
     """The cached generator of this family on the whole pool (trained here on first use)."""
     return generators.fit_on_subset(name, pool, dataset=P.dataset, n="all", subset_seed=0,
                                     steps=P.gen_steps[name], seed=P.gen_seed, device=P.device,
-                                    progress=P.progress)[0]
+                                    progress=P.progress, config=generators.study_config(name, P, splits.classes))[0]
 
 
 # %% [markdown]
@@ -156,8 +160,7 @@ n_all = len(pool)
 cas_keys = [cells.classifier_key(P, "real", n_all, s) for s in P.seeds]
 cas_keys += [cells.classifier_key(P, "real", n_all, s, budget_factor=2) for s in P.seeds]
 cas_keys += [cells.classifier_key(P, "stream", n_all, s, g) for g in P.generator_names for s in P.seeds]
-cas_records = run.grid(cas_keys, cells.reuse_or_run(P.profile, ("baseline", "scaling"), device=P.device,
-                                                    progress=P.progress),
+cas_records = run.grid(cas_keys, cells.reuse_or_run(P.profile, ("baseline", "scaling"), **cells.runtime(P)),
                        progress=P.progress, describe=lambda k, m: f"{k['generator']} {k['arm']} seed={k['seed']}: "
                                                                   f"test {m['test_accuracy']:.2%}")
 cas_table = run.write_table([runs.flatten(r) for r in cas_records], name="metrics.csv")

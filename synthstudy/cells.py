@@ -36,11 +36,29 @@ class Context:
 
 
 @functools.lru_cache(maxsize=2)
-def context(dataset: str, val_size: int, allow_download: bool = False) -> Context:
-    """The splits every notebook uses (loaded once per process; a submitit job loads its own)."""
-    splits = data.load(dataset, allow_download=allow_download)
+def context(dataset: str, val_size: int, allow_download: bool = False, data_root: str = "",
+            image_size: int = 64) -> Context:
+    """The splits every notebook uses (loaded once per process; a submitit job loads its own). `data_root` and
+    `image_size` matter for dataset="imagefolder" only."""
+    splits = data.load(dataset, allow_download=allow_download, data_root=data_root or None,
+                       image_size=image_size if dataset == "imagefolder" else None)
     pool, val = data.holdout(splits.train, val_size, seed=0)
     return Context(splits, pool, val)
+
+
+def key_context(key: dict) -> Context:
+    """The context of a cell key (an image folder's root and size are part of its keys)."""
+    return context(key["dataset"], key["val_size"], False, key.get("data_root", ""), key.get("image_size", 64))
+
+
+def runtime(params) -> dict:
+    """How (not what) a notebook's classifier cells compute: device, progress bars, and a pretrained generator's
+    weights source and consent. Bound into the cell function with functools.partial (`classifier(**runtime(P))`),
+    never part of a key: they do not change a cell's result."""
+    return {"device": params.device, "progress": params.progress,
+            "weights": (("allow_download", bool(params.allow_download)),
+                        ("pretrained_path", getattr(params, "pretrained_path", "") or ""),
+                        ("allow_cpu_pretrained", bool(getattr(params, "allow_cpu_pretrained", False))))}
 
 
 def subset_indices(ctx: Context, n: int, seed: int) -> np.ndarray:
@@ -51,18 +69,25 @@ def subset_indices(ctx: Context, n: int, seed: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def fitted_generator(name: str, dataset: str, val_size: int, n: int, seed: int, gen_steps: int, gen_seed: int,
-                     device: str = "auto", progress: bool = False):
+def fitted_generator(name: str, key_data: tuple, n: int, seed: int, gen_steps: int, gen_seed: int,
+                     device: str = "auto", progress: bool = False, weights: tuple = ()):
     """The generator trained on exactly the real arm's N images of this seed (cached on disk across notebooks).
 
-    At N = the whole pool every seed shares one generator (the generators notebook's model): the seeds' CI then
-    covers classifier and sampling noise, not generator-training noise.
+    `key_data` is the cell key's data fields as sorted (name, value) pairs. At N = the whole pool every seed shares
+    one generator (the generators notebook's model): the seeds' CI then covers classifier and sampling noise, not
+    generator-training noise. A pretrained generator is loaded, not trained (`weights`: its source and consent).
     """
-    ctx = context(dataset, val_size)
+    ctx = key_context(dict(key_data))
+    dataset = dict(key_data)["dataset"]
     whole = n == len(ctx.pool)
+    config = {}
+    if generators.is_pretrained(name):
+        config = {"classes": list(ctx.splits.classes), **dict(weights)}
+        config["pretrained_path"] = config.get("pretrained_path") or None
     gen, idx = generators.fit_on_subset(name, ctx.pool, dataset=dataset, n="all" if whole else n,
                                         subset_seed=0 if whole else seed, steps=gen_steps, seed=gen_seed,
-                                        device=device, progress=progress, num_classes=ctx.splits.num_classes)
+                                        config=config, device=device, progress=progress,
+                                        num_classes=ctx.splits.num_classes)
     if not np.array_equal(np.sort(idx), subset_indices(ctx, n, seed)):
         raise RuntimeError(f"the {name} generator for n={n} seed={seed} saw other images than the real arm; "
                            f"fit_on_subset and subset_indices disagree")
@@ -83,19 +108,31 @@ def classifier_key(params, arm: str, n: int, seed: int, generator: str = "none",
     if budget_factor != 1:
         budget["budget_factor"] = budget_factor
     return {"arm": arm, "generator": generator, "n": int(n), "seed": int(seed), **extra, **gen,
-            "dataset": params.dataset, "val_size": params.val_size, **budget, **params.recipe_key()}
+            **data_fields(params), **budget, **params.recipe_key()}
 
 
-def batch_source(key: dict, device: str = "auto", progress: bool = False):
+def data_fields(params) -> dict:
+    """What a key holds about the data: the dataset and the validation holdout (an image folder: its root, size)."""
+    fields = {"dataset": params.dataset, "val_size": params.val_size}
+    if params.dataset == "imagefolder":
+        fields.update(data_root=params.data_root, image_size=params.image_size)
+    return fields
+
+
+DATA_FIELDS = ("dataset", "val_size", "data_root", "image_size")
+
+
+def batch_source(key: dict, device: str = "auto", progress: bool = False, weights: tuple = ()):
     """The batches of one cell's arm, and the indices of the real subset it derives from."""
-    ctx = context(key["dataset"], key["val_size"])
+    ctx = key_context(key)
     n, seed = key["n"], key["seed"]
     idx = subset_indices(ctx, n, seed)
     real = sources.ImageSetSource(ctx.pool.take(idx))
     if key["arm"] == "real":
         return real, idx
-    gen = fitted_generator(key["generator"], key["dataset"], key["val_size"], n, seed, key["gen_steps"],
-                           key["gen_seed"], device, progress)
+    key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
+    gen = fitted_generator(key["generator"], key_data, n, seed, key["gen_steps"], key["gen_seed"], device, progress,
+                           weights)
     if key["arm"] == "pool":
         return sources.ImageSetSource(generators.sample_pool(gen, key["m"], seed=seed, progress=progress)), idx
     online = sources.GeneratorStream(gen, num_classes=ctx.splits.num_classes)
@@ -104,29 +141,31 @@ def batch_source(key: dict, device: str = "auto", progress: bool = False):
     return sources.MixSource(real, online, key["synthetic_fraction"], replace=key["arm"] == "mix_replace"), idx
 
 
-def classifier(key: dict, cell_dir: Path, device: str = "auto", progress: bool = False) -> dict:
+def classifier(key: dict, cell_dir: Path, device: str = "auto", progress: bool = False, weights: tuple = ()) -> dict:
     """Run one classifier cell: its batches, `train.classifier_cell` (build → fit → score), the subset's indices."""
-    source, idx = batch_source(key, device=device, progress=progress)
+    source, idx = batch_source(key, device=device, progress=progress, weights=weights)
     runs.save_npy(Path(cell_dir) / "indices.npy", idx)
-    ctx = context(key["dataset"], key["val_size"])
+    ctx = key_context(key)
     cfg = train.TrainConfig(steps=key["steps"], batch_size=key["batch_size"], lr=key["lr"], augment=key["augment"],
                             tta=key["tta"], seed=key["seed"], device=device, progress=progress)
     return train.classifier_cell(source, cfg, key["model"], ctx.splits.image_shape, ctx.splits.num_classes,
                                  ctx.val, ctx.splits.test)
 
 
-def reuse_or_run(profile: str, notebooks: tuple[str, ...], device: str = "auto", progress: bool = False):
+def reuse_or_run(profile: str, notebooks: tuple[str, ...], device: str = "auto", progress: bool = False,
+                 weights: tuple = ()):
     """A cell function that first looks for the same key's finished record in other notebooks' runs of this profile
     (e.g. the scaling notebook's real arm in the baseline's grid) and trains only when none has it."""
     return functools.partial(_reuse_or_run, profile=profile, notebooks=tuple(notebooks), device=device,
-                             progress=progress)
+                             progress=progress, weights=weights)
 
 
-def _reuse_or_run(key: dict, cell_dir: Path, profile: str, notebooks: tuple, device: str, progress: bool) -> dict:
+def _reuse_or_run(key: dict, cell_dir: Path, profile: str, notebooks: tuple, device: str, progress: bool,
+                  weights: tuple = ()) -> dict:
     for notebook in notebooks:
         done = runs.find_record(profile, notebook, key)
         if done is not None:
-            ctx = context(key["dataset"], key["val_size"])
+            ctx = key_context(key)
             runs.save_npy(Path(cell_dir) / "indices.npy", subset_indices(ctx, key["n"], key["seed"]))
             return {**done["metrics"], "reused_from": notebook}
-    return classifier(key, cell_dir, device=device, progress=progress)
+    return classifier(key, cell_dir, device=device, progress=progress, weights=weights)

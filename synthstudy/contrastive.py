@@ -16,16 +16,25 @@ of one image. This module holds the pieces every arm of notebooks/multiview shar
 - losses: `nt_xent` (SimCLR) and `supcon` (Khosla et al. 2020, the "L_out" form); `contrastive_loss(method, ...)`.
 - views (all yield `(x1, x2, labels)`, float images in [0, 1]): `RealViews` (two pixel augmentations of one real
   image) and `GeneratedViews` with kind `pixel` (one decoded image, two pixel augmentations), `latent` (decode z
-  and z + sigma * eps; optional truncation) or `latent_pixel` (both). `make_views` builds and checks either.
+  and its neighbour; optional truncation) or `latent_pixel` (both). The neighbour is z + sigma * eps (`additive`,
+  GenRep's) or (z + sigma * eps) / sqrt(1 + sigma^2) (`variance_preserving`: both views stay on the N(0, I) prior).
+  `make_views` builds and checks either.
+- `label_free(gen)`: the generator's class-free path (the flow's null class of classifier-free guidance, or the
+  PCA-Gaussian's single Gaussian over all classes): views that share no class label, the control that separates
+  "generated views help" from "the class label the two views share leaks through the generator".
 - encoder: the registry's model (`models.create_model`) with its penultimate `features` and an MLP projection head.
 - `fit`: the one contrastive training loop for every arm (the classifier recipe of `train.fit`: SGD-Nesterov,
   one-cycle `train.lr_at`, channels_last, seeded and deterministic on CPU).
 - evaluation on frozen features: `LinearProbe` (logistic regression) and `knn_accuracy` (cosine, weighted vote);
   `evaluate` fits them on `fit_set` only and scores every split in `score_sets`, so the test split is never used
   for fitting or for choosing anything.
+- `multiview_key` / `multiview_cell`: one grid cell of notebooks/multiview (a module-level function that loads its
+  data and generator from the key, so `runs.Run.grid` can run it in another process).
 """
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,8 +50,15 @@ from .sources import ImageSetSource
 
 METHODS = ("simclr", "supcon")
 VIEW_KINDS = ("pixel", "latent", "latent_pixel")
+NOISE_KINDS = ("additive", "variance_preserving")     # how a latent view's neighbour is drawn (GeneratedViews)
+# Families with a class-free path (`label_free`): the flow's null class (trained for classifier-free guidance) and
+# the PCA-Gaussian, whose PCA coefficients over all classes are exactly N(0, diag(explained variance)).
+LABEL_FREE_FAMILIES = ("flow", "pca_gaussian")
+# Bump when the training or scoring recipe of a multiview cell changes: it is part of every cell key, so a changed
+# recipe reruns its cells. 2: neighbour noise kind, label-free views, cells load their own inputs from the key.
+ENCODER_VERSION = 2
 # Horizontal flips keep the class for clothing and natural images, not for digits (a mirrored 2 is no digit).
-FLIP_OK = {"fashion_mnist": True, "cifar10": True, "digits": False}
+FLIP_OK = {"fashion_mnist": True, "cifar10": True, "digits": False, "imagefolder": True}   # photos: flips are fine
 
 
 def _check_choice(name: str, value, allowed) -> None:
@@ -94,6 +110,9 @@ def supcon(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, temperature
     """
     if labels.shape != (len(z1),):
         raise ValueError(f"labels must have shape ({len(z1)},), got {tuple(labels.shape)}")
+    if len(labels) and int(labels.min()) < 0:
+        raise ValueError("supcon needs class labels, but these pairs have none (label-free views mark them -1); "
+                         "allowed with label-free views: method='simclr'")
     sim, self_mask = _similarities(z1, z2, temperature)
     y = torch.cat([labels, labels]).to(sim.device)
     positives = (y[:, None] == y[None, :]) & ~self_mask
@@ -188,8 +207,14 @@ class GeneratedViews:
 
     kind:
     - `pixel`: one decoded image per anchor, two pixel augmentations of it (SimCLR on synthetic images).
-    - `latent`: the images of z and z + sigma * eps (eps ~ N(0, I)), same class; no pixel augmentation.
+    - `latent`: the images of z and its neighbour (eps ~ N(0, I)), same class; no pixel augmentation.
     - `latent_pixel`: the latent pair, then a pixel augmentation of each view.
+
+    noise: `additive` z + sigma * eps (GenRep's choice): the neighbour's norm grows by sqrt(1 + sigma^2), off the
+    prior the generator was trained on; `variance_preserving` (z + sigma * eps) / sqrt(1 + sigma^2): the neighbour
+    is again an N(0, I) draw, correlated 1 / sqrt(1 + sigma^2) with z per coordinate, so a large sigma means a
+    different sample of the same class, never an off-prior image.
+    A `LabelFreeGenerator` (see `label_free`) decodes without class; its pairs carry labels -1 (unknown).
 
     `anchors=None` draws a fresh latent for every pair (online: unlimited anchors); an integer M draws a fixed pool
     of M latents with balanced classes once (seeded by `seed`) and samples pairs from it epoch by epoch, so only the
@@ -199,8 +224,10 @@ class GeneratedViews:
     """
 
     def __init__(self, gen, kind: str, sigma: float = 0.0, truncation: float = 0.0, anchors: int | None = None,
-                 augment: PixelAugment | None = None, seed: int = 0):
+                 augment: PixelAugment | None = None, seed: int = 0, noise: str = "additive"):
         _check_choice("kind", kind, VIEW_KINDS)
+        _check_choice("noise", noise, NOISE_KINDS)
+        self.noise = noise
         self.sigma = _check_sigma(sigma)
         if kind == "pixel" and self.sigma != 0:
             raise ValueError(f"sigma={sigma!r} has no effect on kind='pixel' views (one latent per pair); "
@@ -242,24 +269,89 @@ class GeneratedViews:
         return self.pool_z[idx], self.pool_labels[idx]
 
     def neighbours(self, z: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """z + sigma * eps, clamped to [-t, t] under truncation; eps is drawn even at sigma=0 (same RNG stream)."""
-        z2 = z + self.sigma * torch.randn(z.shape, generator=g)
-        return z2.clamp(-self.truncation, self.truncation) if self.truncation else z2
+        """The neighbour of each anchor (`noise` kind), clamped to [-t, t] under truncation; eps is drawn even at
+        sigma=0 (same RNG stream at every sigma, so a sweep's rows differ only in sigma)."""
+        return neighbour(z, torch.randn(z.shape, generator=g), self.sigma, self.noise, self.truncation)
 
     def next_pair(self, batch_size: int, generator: torch.Generator):
         z, labels = self._anchor_batch(batch_size, generator)
+        known = labels if not isinstance(self.gen, LabelFreeGenerator) else torch.full_like(labels, -1)
         if self.kind == "pixel":
             x = self.gen.decode(z, labels)
-            return self.augment(x, generator), self.augment(x, generator), labels
+            return self.augment(x, generator), self.augment(x, generator), known
         z2 = self.neighbours(z, generator)
         x1, x2 = self.gen.decode(torch.cat([z, z2]), torch.cat([labels, labels])).chunk(2)   # one decoder call
         if self.augment is not None:
             x1, x2 = self.augment(x1, generator), self.augment(x2, generator)
-        return x1, x2, labels
+        return x1, x2, known
+
+
+def neighbour(z: torch.Tensor, eps: torch.Tensor, sigma: float, noise: str = "additive",
+              truncation: float = 0.0) -> torch.Tensor:
+    """z + sigma * eps (`additive`) or (z + sigma * eps) / sqrt(1 + sigma^2) (`variance_preserving`), then
+    clamped to [-truncation, truncation] when truncation > 0."""
+    _check_choice("noise", noise, NOISE_KINDS)
+    z2 = z + _check_sigma(sigma) * eps
+    if noise == "variance_preserving":
+        z2 = z2 / math.sqrt(1 + sigma ** 2)
+    return z2.clamp(-truncation, truncation) if truncation else z2
+
+
+class LabelFreeGenerator:
+    """A class-conditional generator's class-free path, with the latent interface views use (`label_free`).
+
+    `decode(z, labels)` ignores the labels: for the flow it integrates the null-class velocity (the unconditional
+    model classifier-free guidance trains, one evaluation per ODE step: guidance mixes v_uncond + w (v_cond -
+    v_uncond), which is v_uncond whatever w when the class is null); for the PCA-Gaussian it decodes z with the
+    Gaussian of all classes' PCA coefficients, N(0, diag(explained variance)) -- exact, since PCA centres the data
+    and diagonalises its covariance. Latents are drawn from the generator's own prior.
+    """
+
+    def __init__(self, gen):
+        family = getattr(gen, "family", type(gen).__name__)
+        if family not in LABEL_FREE_FAMILIES:
+            raise ValueError(f"generator family {family!r} has no label-free path; allowed values: "
+                             f"{', '.join(LABEL_FREE_FAMILIES)}")
+        if family == "flow" and not gen.config.get("p_uncond", 0) > 0:
+            raise ValueError("this flow was trained with p_uncond=0: its null class never learned the unconditional "
+                             "velocity; allowed: a flow with p_uncond > 0")
+        self.gen, self.family = gen, family
+        self.num_classes, self.latent_dim = gen.num_classes, gen.latent_dim
+        if family == "flow":           # a shallow copy whose only difference is guidance 1: the null velocity once
+            self._flow = copy.copy(gen)
+            self._flow.config = {**gen.config, "guidance": 1.0}
+
+    @property
+    def device(self) -> torch.device:
+        return self.gen.device
+
+    def sample_latents(self, labels, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.gen.sample_latents(labels, generator=generator)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, labels=None) -> torch.Tensor:
+        """Latents -> float images (B, C, H, W) in [0, 1] on CPU, with no class information; `labels` unused."""
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (B, latent_dim={self.latent_dim}), got {tuple(z.shape)}")
+        dev = self.gen.device
+        z = z.to(dev, torch.float32)
+        if self.family == "flow":
+            null = torch.full((len(z),), self.gen.num_classes, dtype=torch.long, device=dev)
+            x = self._flow._decode(z, null)
+        else:
+            g = self.gen
+            x = (g.mean + (z * g.explained_variance.sqrt()) @ g.components).view(len(z), *g.image_shape)
+        return x.float().clamp_(0, 1).cpu()
+
+
+def label_free(gen) -> LabelFreeGenerator:
+    """The class-free path of `gen` (families in LABEL_FREE_FAMILIES): views from it share no class label."""
+    return LabelFreeGenerator(gen)
 
 
 def make_views(kind: str, *, real: ImageSet | None = None, gen=None, sigma: float = 0.0, truncation: float = 0.0,
-               anchors: int | None = None, augment: PixelAugment | None = None, seed: int = 0):
+               anchors: int | None = None, augment: PixelAugment | None = None, seed: int = 0,
+               noise: str = "additive"):
     """A view source: `RealViews` when `real` is given (kind must be 'pixel'), else `GeneratedViews` of `gen`."""
     _check_choice("kind", kind, VIEW_KINDS)
     if (real is None) == (gen is None):
@@ -268,21 +360,20 @@ def make_views(kind: str, *, real: ImageSet | None = None, gen=None, sigma: floa
         if kind != "pixel":
             raise ValueError(f"kind={kind!r} needs a generator (real images have no latent); allowed with real: pixel")
         return RealViews(real, augment)
-    return GeneratedViews(gen, kind, sigma=sigma, truncation=truncation, anchors=anchors, augment=augment, seed=seed)
+    return GeneratedViews(gen, kind, sigma=sigma, truncation=truncation, anchors=anchors, augment=augment, seed=seed,
+                          noise=noise)
 
 
 @torch.no_grad()
-def view_pairs(gen, sigmas, labels, seed: int = 0, truncation: float = 0.0) -> torch.Tensor:
-    """Images for a figure: row 0 the anchors G(z, y), row r the view G(z + sigmas[r-1] * eps, y), one shared eps
-    per anchor (so rows differ only in sigma). Returns (1 + len(sigmas), len(labels), C, H, W) in [0, 1]."""
+def view_pairs(gen, sigmas, labels, seed: int = 0, truncation: float = 0.0, noise: str = "additive") -> torch.Tensor:
+    """Images for a figure: row 0 the anchors G(z, y), row r the neighbour view at sigmas[r-1] (`noise` kind), one
+    shared eps per anchor (so rows differ only in sigma). Returns (1 + len(sigmas), len(labels), C, H, W) in [0, 1]."""
     labels = torch.as_tensor(labels).long()
     g = torch.Generator().manual_seed(seed)
     src = GeneratedViews(gen, "latent", sigma=0.0, truncation=truncation)
     z = src._anchor_latents(labels, g)
     eps = torch.randn(z.shape, generator=g)
-    rows = [z] + [z + _check_sigma(s) * eps for s in sigmas]
-    if truncation:
-        rows = [rows[0]] + [r.clamp(-truncation, truncation) for r in rows[1:]]
+    rows = [z] + [neighbour(z, eps, s, noise, truncation) for s in sigmas]
     x = gen.decode(torch.cat(rows), labels.repeat(len(rows)))
     return x.view(len(rows), len(labels), *x.shape[1:])
 
@@ -495,3 +586,122 @@ def evaluate(encoder: nn.Module, fit_set: ImageSet, score_sets: dict, knn_k: int
         out[f"probe_accuracy_{name}"] = probe.accuracy(feats, split.labels)
         out[f"knn_accuracy_{name}"] = knn_accuracy(ref, fit_set.labels, feats, split.labels, k=knn_k)
     return out, probe
+
+
+# ---------------------------------------------------------------- one cell of notebooks/multiview
+SOURCES = ("none", "real", "synthetic")          # none: the untrained encoder, the floor every trained arm must beat
+
+
+def multiview_key(params, source: str, method: str, views: str, seed: int, steps: int | None = None,
+                  sigma: float | None = None, anchors: int | None = None, label_free: bool = False,
+                  generator: str | None = None) -> dict:
+    """Everything that determines one multiview cell's result (its identity in `runs.Run.grid`).
+
+    `params` is the notebook's `config.MultiviewParams`. Real arms leave the generator fields out (changing the
+    generator does not retrain them); the untrained encoder leaves the training recipe out too. `steps` defaults to
+    `params.mv_steps` (the budget check passes twice that); `generator` to `params.generator`. The key holds
+    `ENCODER_VERSION` and the generator's `generators.cell_key` (budget, seed, code version, defaults), so a changed
+    recipe or model reruns exactly the cells it touches.
+    """
+    from . import generators
+    _check_choice("source", source, SOURCES)
+    synthetic, trained = source == "synthetic", source != "none"
+    name = (generator or params.generator) if synthetic else None
+    if label_free and not synthetic:
+        raise ValueError("label_free=True needs source='synthetic' (a generator's class-free path)")
+    gen_fields = (generators.cell_key(name, params.gen_steps[name], params.gen_seed) if synthetic
+                  else dict.fromkeys(["gen_steps", "gen_seed", "gen_identity"]))
+    return {"encoder_version": ENCODER_VERSION, "dataset": params.dataset, "model": params.model, "source": source,
+            "method": method, "views": views, "generator": name, "label_free": bool(label_free) if synthetic else None,
+            "sigma": None if sigma is None else float(sigma),
+            "noise": params.view_noise if synthetic and "latent" in views else None,
+            "truncation": params.latent_truncation if synthetic else None, "anchors": anchors, "seed": seed,
+            **gen_fields,
+            "steps": (steps or params.mv_steps) if trained else None,
+            "batch_size": params.mv_batch_size if trained else None, "lr": params.mv_lr if trained else None,
+            "temperature": params.mv_temperature if trained else None,
+            "val_size": params.val_size, "probe_size": params.mv_probe_size, "eval_size": params.mv_eval_size,
+            "knn_k": params.mv_knn_k}
+
+
+@dataclass(frozen=True)
+class MultiviewInputs:
+    """What every multiview cell of one dataset shares: the real images it trains on, fits the probe on and scores."""
+
+    image_shape: tuple
+    num_classes: int
+    classes: tuple
+    pool: ImageSet                 # train split minus the validation holdout: real views and the generator's data
+    probe_set: ImageSet            # stratified pool subset the linear probe and the k-NN reference are fitted on
+    score_sets: dict               # {"val": ..., "test": ...}: scored only; the test split is never fitted on
+    augment: PixelAugment
+
+
+def _stratified(split: ImageSet, size) -> ImageSet:
+    """A fixed stratified subset (seed 0, the same for every arm), or the whole split."""
+    from . import data
+    if size == "all" or size >= len(split):
+        return split
+    return split.take(data.stratified_indices(split.labels.numpy(), size, seed=0))
+
+
+@functools.lru_cache(maxsize=2)
+def _splits(dataset: str, val_size: int, allow_download: bool):
+    """(splits, pool, validation), loaded once per process."""
+    from . import data
+    splits = data.load(dataset, allow_download=allow_download)
+    return (splits, *data.holdout(splits.train, val_size, seed=0))
+
+
+@functools.lru_cache(maxsize=4)
+def multiview_inputs(dataset: str, val_size: int, probe_size, eval_size,
+                     allow_download: bool = False) -> MultiviewInputs:
+    """Load (once per process) the data a multiview cell needs; the notebook calls it too, sharing the cache."""
+    splits, pool, val = _splits(dataset, val_size, allow_download)
+    return MultiviewInputs(tuple(splits.image_shape), splits.num_classes, tuple(splits.classes), pool,
+                           _stratified(pool, probe_size),
+                           {"val": _stratified(val, eval_size), "test": _stratified(splits.test, eval_size)},
+                           PixelAugment.for_dataset(dataset, splits.image_shape[-1]))
+
+
+@functools.lru_cache(maxsize=4)
+def views_generator(name: str, dataset: str, val_size: int, steps: int, seed: int, device: str = "auto",
+                    allow_download: bool = False, progress: bool = False):
+    """The generator the notebooks share (`generators.fit_on_subset` on the whole pool: the generators notebook's
+    cached model), loaded once per process and moved to where the encoder trains (views decode there)."""
+    from . import generators
+    pool = _splits(dataset, val_size, allow_download)[1]
+    gen, _ = generators.fit_on_subset(name, pool, dataset=dataset, n="all", subset_seed=0, steps=steps, seed=seed,
+                                      config={}, device=device, progress=progress)
+    return gen.to(train.resolve_device(device))
+
+
+def multiview_cell(key: dict, cell_dir=None, device: str = "auto", progress: bool = False,
+                   allow_download: bool = False) -> dict:
+    """Train (unless source='none') and score one encoder described by `key` (`multiview_key`); returns its metrics.
+
+    Module-level and driven by the key alone (plus where to run: device, progress bars, download consent), so
+    `runs.Run.grid` can pass `functools.partial(multiview_cell, device=...)` to a subprocess or a Slurm job. The
+    data and the generator are loaded from the key and cached per process.
+    """
+    inputs = multiview_inputs(key["dataset"], key["val_size"], key["probe_size"], key["eval_size"], allow_download)
+    encoder = create_encoder(key["model"], inputs.image_shape[0], inputs.image_shape[-1], seed=key["seed"],
+                             num_classes=inputs.num_classes)
+    out = {"train_seconds": 0.0, "pairs_per_s": float("nan"), "final_loss": float("nan")}
+    if key["source"] != "none":
+        gen = None
+        if key["source"] == "synthetic":
+            gen = views_generator(key["generator"], key["dataset"], key["val_size"], key["gen_steps"],
+                                  key["gen_seed"], device, allow_download)
+            gen = label_free(gen) if key["label_free"] else gen
+        views = make_views(key["views"], real=inputs.pool if key["source"] == "real" else None, gen=gen,
+                           sigma=key["sigma"] or 0.0, truncation=key["truncation"] or 0.0, anchors=key["anchors"],
+                           augment=inputs.augment, seed=key["seed"], noise=key["noise"] or "additive")
+        cfg = ContrastiveConfig(method=key["method"], steps=key["steps"], batch_size=key["batch_size"], lr=key["lr"],
+                                temperature=key["temperature"], seed=key["seed"], device=device, progress=progress)
+        result = fit(encoder, views, cfg)
+        encoder = result.encoder
+        out.update(train_seconds=result.seconds, pairs_per_s=result.pairs_per_s, final_loss=result.losses[-1][1])
+    start = time.perf_counter()
+    scores, _ = evaluate(encoder, inputs.probe_set, inputs.score_sets, knn_k=key["knn_k"])
+    return {**scores, **out, "eval_seconds": time.perf_counter() - start}

@@ -187,3 +187,86 @@ def test_bad_parameters_name_the_parameter_and_what_is_allowed(pca_gen, build, n
     with pytest.raises(ValueError) as err:
         build(pca_gen)
     assert name in str(err.value) and allowed in str(err.value)
+
+
+# ---------------------------------------------------------------- neighbour noise, label-free views, the cell
+def test_variance_preserving_neighbours_stay_on_the_prior_and_additive_ones_do_not():
+    g = torch.Generator().manual_seed(0)
+    z, eps = torch.randn(20000, 8, generator=g), torch.randn(20000, 8, generator=g)
+    vp = C.neighbour(z, eps, 2.0, "variance_preserving")
+    add = C.neighbour(z, eps, 2.0, "additive")
+    assert vp.std().item() == pytest.approx(1.0, abs=0.02) and add.std().item() == pytest.approx(5 ** 0.5, abs=0.05)
+    corr = float(torch.corrcoef(torch.stack([z.flatten(), vp.flatten()]))[0, 1])
+    assert corr == pytest.approx(1 / 5 ** 0.5, abs=0.02)                  # 1 / sqrt(1 + sigma^2)
+    assert torch.equal(C.neighbour(z, eps, 0.0, "variance_preserving"), z)
+    assert C.neighbour(z, eps, 2.0, "additive", truncation=1.0).abs().max() <= 1.0
+
+
+def test_label_free_pca_views_carry_no_class_and_refuse_supcon(pca_gen):
+    free = C.label_free(pca_gen)
+    z = pca_gen.sample_latents(torch.zeros(4, dtype=torch.long), torch.Generator().manual_seed(0))
+    a, b = free.decode(z, torch.zeros(4, dtype=torch.long)), free.decode(z, torch.full((4,), 7))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1           # the label does not enter the decoder
+    x1, x2, labels = C.make_views("latent", gen=free, sigma=0.5, noise="variance_preserving").next_pair(
+        16, torch.Generator().manual_seed(0))
+    assert x1.shape == (16, 1, 8, 8) and (labels == -1).all() and not torch.equal(x1, x2)
+    with pytest.raises(ValueError, match="simclr"):
+        C.contrastive_loss("supcon", torch.randn(16, 4), torch.randn(16, 4), labels, 0.2)
+
+
+def test_label_free_flow_uses_the_null_class_once_per_step():
+    splits = data.load("digits")
+    flow = generators.create("flow", (1, 8, 8), 10, hidden=32, blocks=1, sample_steps=2, guidance=1.5)
+    flow.fit(splits.train, steps=6, seed=0, progress=False)
+    free = C.label_free(flow)
+    z = flow.sample_latents(torch.arange(4), torch.Generator().manual_seed(0))
+    x = free.decode(z, torch.arange(4))
+    assert x.shape == (4, 1, 8, 8) and torch.equal(x, free.decode(z, torch.zeros(4, dtype=torch.long)))
+    assert flow.config["guidance"] == 1.5                                  # the shared model is untouched
+    with pytest.raises(ValueError, match="pca_gaussian"):
+        C.label_free(generators.create("cvae", (1, 8, 8), 10))
+
+
+def test_multiview_cell_is_shippable_and_keys_hold_the_recipe(tmp_path):
+    import functools
+    import pickle
+    from types import SimpleNamespace
+
+    from synthstudy import runs
+    params = SimpleNamespace(dataset="digits", model="cnn", generator="pca_gaussian", gen_steps={"pca_gaussian": 1},
+                             gen_seed=0, view_noise="variance_preserving", latent_truncation=0.0, mv_steps=3,
+                             mv_batch_size=16, mv_lr=0.05, mv_temperature=0.2, val_size=100, mv_probe_size="all",
+                             mv_eval_size="all", mv_knn_k=5)
+    key = C.multiview_key(params, "synthetic", "simclr", "latent", 0, sigma=0.5, label_free=True)
+    assert key["encoder_version"] == C.ENCODER_VERSION and key["noise"] == "variance_preserving"
+    assert key["gen_identity"] and key["steps"] == 3
+    real = C.multiview_key(params, "real", "simclr", "pixel", 0)
+    assert real["generator"] is None and real["noise"] is None and real["gen_identity"] is None
+    floor = C.multiview_key(params, "none", "none", "none", 0)
+    assert floor["steps"] is None and floor["lr"] is None                 # the floor does not depend on the recipe
+    cell = functools.partial(C.multiview_cell, device="cpu", progress=False)
+    runs.check_shippable(cell)
+    pickle.dumps(cell)
+    metrics = cell(key, tmp_path)
+    assert 0.1 < metrics["probe_accuracy_test"] <= 1 and metrics["train_seconds"] > 0
+    with pytest.raises(ValueError, match="synthetic"):
+        C.multiview_key(params, "real", "simclr", "pixel", 0, label_free=True)
+
+
+@pytest.mark.parametrize("field,value,allowed", [
+    ("view_noise", "gaussian", "additive"),
+    ("control_generator", "cgan", "flow, pca_gaussian"),
+    ("sigmas", [0.1, 0.5, 20.0], "[0, 10]"),
+    ("sigmas", [0.1, 0.5], "at least 3"),
+    ("anchor_pools", [100, 10 ** 6], "never seen twice"),
+    ("mv_extra_seeds", [0], "not in seeds"),
+])
+def test_multiview_parameters_are_refused_before_compute_naming_what_is_allowed(field, value, allowed):
+    from synthstudy import config
+    profile = config.load_profile("smoke")
+    params = {k: v for k, v in profile.items() if k in config.MultiviewParams.model_fields}
+    params.update(profile="smoke", **{field: value})
+    with pytest.raises(config.ParameterError) as err:
+        config.validate(config.MultiviewParams, params)
+    assert field in str(err.value) or allowed in str(err.value)
+    assert allowed in str(err.value)
