@@ -37,7 +37,7 @@
 
 # %% tags=["parameters"]
 profile: str = "quick"            # label of the run folder results/<profile>/baseline; the configs/ name
-dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 | imagefolder (cifar10: allow_download or local files)
+dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 | imagefolder (cifar10: allow_download or files)
 allow_download: bool = False      # True lets torchvision download cifar10 (needs internet); never needed otherwise
 data_root: str = ""               # dataset imagefolder only: a folder per class; empty means $SYNTHSTUDY_IMAGEFOLDER
 image_size: int = 64              # dataset imagefolder only: images resized to this many pixels a side
@@ -54,7 +54,7 @@ budget_check_sizes: list = [1000, "all"]   # N rerun at twice the budget, scored
 batch_size: int = 128             # images per step (the `make bench` recipe)
 lr: float = 0.1                   # peak one-cycle learning rate (SGD, Nesterov)
 augment: str = "flip_crop"        # none | flip | crop | flip_crop | flip_crop_erase (no flips for digits)
-tta: str = "flip_shift"           # test-time views: none | flip | flip_shift (measured: +0.3 pts over flip on the whole pool)
+tta: str = "flip_shift"           # test-time views: none | flip | flip_shift (measured: +0.3 pts over flip, whole pool)
 progress: bool = True             # tqdm progress bars
 
 # %%

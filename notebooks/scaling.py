@@ -48,8 +48,12 @@
 
 # %% tags=["parameters"]
 profile: str = "quick"            # label of the run folder results/<profile>/scaling; the configs/ name
-dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 (cifar10 needs allow_download or local files)
+dataset: str = "fashion_mnist"    # fashion_mnist | digits | cifar10 | imagefolder (cifar10: allow_download or files)
 allow_download: bool = False      # True lets torchvision download cifar10 (needs internet); never needed otherwise
+data_root: str = ""               # dataset imagefolder only: a folder per class; empty means $SYNTHSTUDY_IMAGEFOLDER
+image_size: int = 64              # dataset imagefolder only: images resized to this many pixels a side
+pretrained_path: str = ""         # a pretrained generator's local weights folder (README: pretrained generators)
+allow_cpu_pretrained: bool = False   # consent to run a GPU-sized pretrained generator on the CPU (slow)
 device: str = "auto"              # auto -> cuda if present, else cpu; or cpu | cuda | cuda:<i> | mps
 seeds: list = [0, 1, 2]           # each picks the real subset, the generator it trains, init, batch order; 3+ for a CI
 val_size: int = 5000              # images held out of the pool (validation); no arm trains on them
@@ -62,7 +66,8 @@ scaling_generators: list = ["pca_gaussian", "flow"]   # a baseline family and th
 gen_steps: dict = {"pca_gaussian": 1, "cvae": 800, "cgan": 1200, "flow": 2400}   # training steps per family;
                                   # shared with the generators notebook so N "all" loads its cached models
 gen_seed: int = 0                 # seed of every generator fit (shared with the other notebooks: same cache)
-pool_multiples: list = [10]       # fixed-pool arm, M in multiples of N (unique samples; clipped to steps x batch)
+pool_multiples: list = []         # fixed-pool arm, M in multiples of N (clipped to steps x batch); empty in quick:
+                                  # the paper profile runs pools, multiview asks the unique-samples question
 mix_fractions: list = [0.5]       # real + synthetic arm: synthetic share of the combined batch, in (0, 1)
 stream: bool = True               # online arm: fresh samples every step (also the synthetic part of the mix)
 model: str = "cnn"                # classifier from synthstudy.models, the same for every arm
@@ -78,12 +83,13 @@ progress: bool = True             # tqdm progress bars
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import Markdown, display
 
 from synthstudy import analysis_scaling, cells, config, metrics, plots, runs, train
 
 P = config.from_namespace(config.ScalingParams, globals())
-ctx = cells.context(P.dataset, P.val_size, P.allow_download)
+ctx = cells.context(P.dataset, P.val_size, P.allow_download, P.data_root, P.image_size)
 run = runs.Run("scaling", P.profile, P.model_dump(), device=str(train.resolve_device(P.device)))
 sizes = P.resolved_sizes()
 print(f"{ctx.splits.name}: {len(ctx.pool)} pool images, {P.val_size} for validation, {len(ctx.splits.test)} test; "
@@ -104,11 +110,12 @@ for n in sizes:
             keys += [cells.classifier_key(P, "pool", n, s, g, m=m) for m in P.pool_sizes(n)]
             keys += [cells.classifier_key(P, "stream", n, s, g)] if P.stream else []
             keys += [cells.classifier_key(P, "mix", n, s, g, synthetic_fraction=f) for f in sorted(P.mix_fractions)]
-records = run.grid(keys, cells.reuse_or_run(P.profile, ("baseline",), device=P.device, progress=P.progress),
+records = run.grid(keys, cells.reuse_or_run(P.profile, ("baseline",), **cells.runtime(P)),
                    progress=P.progress,
                    describe=lambda k, m: f"n={k['n']} seed={k['seed']} {k['generator']} {k['arm']}: "
                                          f"test {m['test_accuracy']:.2%}")
-table = analysis_scaling.arm_labels(run.write_table([runs.flatten(r) for r in records]), P.batch_size)
+table = run.write_table(analysis_scaling.arm_labels(pd.DataFrame([runs.flatten(r) for r in records]),
+                                                   P.batch_size).to_dict("records"))
 grid = analysis_scaling.main_cells(table)
 
 # %% [markdown]
@@ -156,7 +163,8 @@ plots.save(fig, "scaling_accuracy_vs_n", run.dir)
 # margin. A CI inside the band (and the TOST verdict) is what "as good as real" needs — an overlap with 0 is not.
 
 # %%
-vs_real = compared[compared["question"] == "vs real"].assign(row=lambda f: "N=" + f["n"].astype(str) + " · " + f["label"])
+vs_real = compared[compared["question"] == "vs real"]
+vs_real = vs_real.assign(row="N=" + vs_real["n"].astype(str) + " · " + vs_real["label"])
 fig = plots.paired_differences(vs_real, label="row", margin=P.equivalence_margin,
                                title="synthetic arm − real arm (test accuracy)")
 plots.save(fig, "scaling_paired_differences", run.dir)

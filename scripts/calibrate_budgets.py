@@ -12,8 +12,6 @@ import argparse
 import csv
 import time
 
-import torch
-
 from synthstudy import contrastive as C
 from synthstudy import data, models, sources, train
 

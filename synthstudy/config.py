@@ -239,6 +239,7 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
     """notebooks/generators: train the zoo on the full train pool; FID/KID/PRDC and CAS per generator."""
 
     generator_names: list[str] = Field(min_length=1)
+    cas_generators: list[str] | None = None   # the families CAS trains a classifier for (None: all of them)
     quality_samples: int = Field(ge=20)   # PRDC's 5 nearest neighbours and KID's subsets need a real sample
     extractor_steps: int = Field(gt=0)
 
@@ -252,8 +253,15 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
                              f"{', '.join(generators.available(pretrained=True))}")
         return v
 
+    def cas_names(self) -> list[str]:
+        return list(self.generator_names if self.cas_generators is None else self.cas_generators)
+
     @model_validator(mode="after")
     def _budgets(self):
+        outside = [n for n in (self.cas_generators or []) if n not in self.generator_names]
+        if outside:
+            raise ValueError(f"cas_generators {outside} are not in generator_names; allowed: a subset of "
+                             f"{self.generator_names}")
         missing = [n for n in self.generator_names if n not in self.gen_steps]
         if missing:
             raise ValueError(f"gen_steps has no entry for {missing}; give every generator in generator_names "
@@ -467,6 +475,7 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
     mv_eval_size: Union[int, Literal["all"]]
     mv_knn_k: int = Field(gt=0)
     equivalence_margin: float = Field(default=0.01, gt=0, lt=1)   # accuracy units: |difference| below it = same
+    mv_extra_seeds: list[int] = Field(default_factory=list)      # seeds added for the method table's verdicts only
 
     @field_validator("model")
     @classmethod
@@ -520,6 +529,9 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
             if getattr(self, field) not in self.gen_steps:
                 raise ValueError(f"gen_steps has no entry for {field}={getattr(self, field)!r}; allowed generators "
                                  f"here: {', '.join(self.gen_steps)}")
+        if set(self.mv_extra_seeds) & set(self.seeds) or len(set(self.mv_extra_seeds)) != len(self.mv_extra_seeds):
+            raise ValueError(f"mv_extra_seeds {self.mv_extra_seeds} must be distinct and not in seeds {self.seeds} "
+                             f"(a repeated seed is the same run twice)")
         online = self.mv_steps * self.mv_batch_size
         too_big = [m for m in self.anchor_pools if m >= online]
         if too_big:

@@ -201,7 +201,8 @@ class BudgetCheck:
     def text(self, scale: float = 100.0) -> str:
         gain = f"{self.gain * scale:+.2f} pts [{self.gain_ci_low * scale:+.2f}, {self.gain_ci_high * scale:+.2f}]"
         if self.at_plateau:
-            return f"at plateau: twice the budget moves validation accuracy by {gain}, inside its ±{self.noise * scale:.2f} CI"
+            return (f"at plateau: twice the budget moves validation accuracy by {gain}, inside its "
+                    f"±{self.noise * scale:.2f} CI")
         return (f"not at plateau: twice the budget adds {gain} of validation accuracy, beyond its "
                 f"±{self.noise * scale:.2f} CI — the arm's numbers understate it by about that much")
 
@@ -268,7 +269,7 @@ def format_multiplier(n_eff: float, where: str, n: int, real_sizes) -> str:
 
 @dataclass(frozen=True)
 class EffectiveData:
-    """N_eff of a synthetic arm read off the real curve, given only where the curve can tell (see `effective_data_ci`)."""
+    """N_eff of a synthetic arm read off the real curve, given only where the curve can tell (`effective_data_ci`)."""
 
     n_eff: float              # NaN unless status == "given"
     ci_low: float             # bootstrap percentile interval over the seeds of both curves (NaN if not given)

@@ -16,14 +16,15 @@ import json
 import sys
 from pathlib import Path
 
-from . import metrics, runs
+from . import runs
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 README = runs.PROJECT_ROOT / "README.md"
 
 
 def machine_line(env: dict) -> str:
-    device = env.get("cuda") or f"CPU ({env.get('cpu_model') or env.get('processor')}, {env.get('torch_threads')} threads)"
+    cpu = env.get("cpu_model") or env.get("processor")
+    device = env.get("cuda") or f"CPU ({cpu}, {env.get('torch_threads')} threads)"
     return (f"{device}, torch {env['versions'].get('torch')}, git {env['git']['sha'][:8]}"
             f"{' (dirty)' if env['git'].get('dirty') else ''}, {env.get('time', '')[:10]}")
 
@@ -181,8 +182,8 @@ def export_html(executed_notebook: Path, html_path: Path) -> Path:
     """The executed report notebook as one self-contained HTML file (code hidden: tables, text and figures)."""
     import nbformat
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(
-        nbformat.read(str(executed_notebook), as_version=4))
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(executed_notebook), as_version=4))
     runs.write_text(Path(html_path), body)
     return Path(html_path)
 

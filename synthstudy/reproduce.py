@@ -63,6 +63,7 @@ def log_timing(profile: str, name: str, seconds: float) -> None:
     at which commit. Wall times in the README come from this log (a first run with an empty cache trains every
     generator; a rerun skips finished cells, so both kinds of line are kept, in order)."""
     import json
+
     from .runs import cpu_model, git_state
     from .train import cpu_threads
     line = {"notebook": name, "profile": profile, "seconds": round(seconds, 1),

@@ -25,9 +25,10 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -145,8 +146,9 @@ def cpu_model() -> str:
 
 def environment(device: str | None = None) -> dict:
     """What a rerun needs to know about where a result came from."""
-    import torch
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch
     versions = {}
     for pkg in ("torch", "torchvision", "timm", "numpy", "scikit-learn", "papermill", "synthstudy"):
         try:
@@ -305,6 +307,7 @@ class Run:
             return
         check_shippable(run_cell)
         import submitit
+
         from .progress import tqdm
         parallel = _env_int("SYNTHSTUDY_PARALLEL", 1)
         folder = self.dir / "submitit"
@@ -416,7 +419,8 @@ def find_record(profile: str, notebook: str, key: dict, root: Path | None = None
     Lets a notebook reuse a cell another one computed under the same key (the scaling notebook's real arm is the
     baseline's grid) instead of training it again. The key must be built exactly as that notebook builds it.
     """
-    path = Path(root or results_root()) / profile / notebook / "cells" / f"{_slug(key)}-{stable_hash(key)}" / "record.json"
+    folder = f"{_slug(key)}-{stable_hash(key)}"
+    path = Path(root or results_root()) / profile / notebook / "cells" / folder / "record.json"
     return _read_record(path, key)
 
 

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .progress import tqdm
 
 from .data import ImageSet
+from .progress import tqdm
 
 # Bump when the classifier recipe or loop changes results: every classifier cell key holds it (`recipe_key`), so a
 # changed recipe reruns the cells that used the old one instead of mixing them into one table.

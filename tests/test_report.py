@@ -56,6 +56,7 @@ def test_report_refuses_a_readme_without_markers(tmp_path, isolated_results):
 
 def test_publish_copies_a_runs_figures_and_nothing_else(tmp_path, isolated_results):
     import matplotlib.pyplot as plt
+
     from synthstudy import plots
     run = make_run("baseline", [{"n": 10, "seed": s, "test_accuracy": 0.5} for s in range(3)])
     fig, ax = plt.subplots()

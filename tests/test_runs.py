@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,7 @@ def test_killed_grid_resumes_without_corrupt_or_duplicate_records(tmp_path):
         if cells.exists() and len(list(cells.glob("*/record.json"))) == 2:
             break
         proc.poll()
-        import time; time.sleep(0.1)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(list(cells.glob("*/record.json"))) == 2

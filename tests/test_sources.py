@@ -63,7 +63,8 @@ def _synthetic_count(x):
 
 @pytest.mark.parametrize("fraction,expected_synthetic", [(0.0, 0), (0.25, 4), (0.5, 8), (1.0, 16)])
 def test_mix_replace_takes_the_requested_share_of_the_batch(digits, fraction, expected_synthetic):
-    x, y = sources.MixSource(sources.ImageSetSource(digits.train), _Marked(), fraction, replace=True).next_batch(16, rng())
+    mix = sources.MixSource(sources.ImageSetSource(digits.train), _Marked(), fraction, replace=True)
+    x, y = mix.next_batch(16, rng())
     assert x.shape == (16, 1, 8, 8) and x.dtype == torch.float32 and len(y) == 16
     assert _synthetic_count(x) == expected_synthetic
 
