@@ -64,14 +64,14 @@ tta: str = "flip_shift"           # test-time views: none | flip | flip_shift
 progress: bool = True             # tqdm progress bars
 
 # %%
-import time
+import functools
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from synthstudy import analysis_scaling, cells, config, data, generators, metrics, plots, quality, runs, train
+from synthstudy import analysis_scaling, cells, config, generators, metrics, plots, quality, runs, train
 
 P = config.from_namespace(config.GeneratorsParams, globals())
 ctx = cells.context(P.dataset, P.val_size, P.allow_download, P.data_root, P.image_size)
@@ -97,24 +97,9 @@ def fitted(name):
 extractor = quality.domain_extractor(pool, P.dataset, steps=P.extractor_steps, seed=0, model=P.model,
                                      augment=P.augment, batch_size=P.batch_size, device=P.device,
                                      progress=P.progress)
-reference = val.take(data.stratified_indices(val.labels.numpy(), min(len(val), P.quality_samples), seed=0))
-
-
-def quality_cell(key, cell_dir):
-    gen = fitted(key["generator"])
-    t0 = time.perf_counter()
-    fake = generators.sample_pool(gen, P.quality_samples, seed=0, progress=P.progress)
-    sample_seconds = time.perf_counter() - t0
-    scores = quality.sample_quality(extractor, reference, fake)
-    return {**{k: v for k, v in scores.items()}, "train_seconds": gen.history["seconds"],
-            "samples_per_s": len(fake) / sample_seconds, "parameter_bytes": generators.parameter_bytes(gen),
-            "history": {k: v for k, v in gen.history.items() if isinstance(v, list)}}
-
-
-quality_keys = [{"dataset": P.dataset, "generator": g, **generators.cell_key(g, P.gen_steps[g], P.gen_seed),
-                 "val_size": P.val_size, "quality_samples": P.quality_samples, "extractor": extractor.key}
-                for g in P.generator_names]
-quality_records = run.grid(quality_keys, quality_cell, progress=P.progress,
+quality_keys = [cells.quality_key(P, g, extractor.key) for g in P.generator_names]
+quality_records = run.grid(quality_keys, functools.partial(cells.generator_quality, **cells.runtime(P)),
+                           progress=P.progress,
                            describe=lambda k, m: f"{k['generator']}: FID {m['fid']:.2f}, precision "
                                                  f"{m['precision']:.2f}, recall {m['recall']:.2f}")
 quality_table = run.write_table([runs.flatten(r) for r in quality_records], name="quality.csv")

@@ -169,3 +169,37 @@ def _reuse_or_run(key: dict, cell_dir: Path, profile: str, notebooks: tuple, dev
             runs.save_npy(Path(cell_dir) / "indices.npy", subset_indices(ctx, key["n"], key["seed"]))
             return {**done["metrics"], "reused_from": notebook}
     return classifier(key, cell_dir, device=device, progress=progress, weights=weights)
+
+
+def quality_key(params, generator: str, extractor_key: dict) -> dict:
+    """The key of one generator-quality cell (the generators notebook): the whole-pool generator, the number of
+    samples scored and the feature space they are scored in."""
+    gen = generators.cell_key(generator, params.gen_steps[generator], params.gen_seed)
+    return {"generator": generator, **gen, **data_fields(params), "quality_samples": params.quality_samples,
+            "extractor": extractor_key}
+
+
+def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress: bool = False,
+                      weights: tuple = ()) -> dict:
+    """Score one whole-pool generator: draw `quality_samples` balanced samples (timed), FID / KID / PRDC against as
+    many held-out validation images in the domain feature space, its training time, curves and storage."""
+    import time
+
+    from . import quality
+    ctx = key_context(key)
+    spec = key["extractor"]                      # the cached domain extractor this key was built with
+    extractor = quality.domain_extractor(ctx.pool, spec["dataset"], steps=spec["steps"], seed=spec["seed"],
+                                         model=spec["model"], augment=spec["augment"], batch_size=spec["batch_size"],
+                                         device=device, progress=progress)
+    key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
+    gen = fitted_generator(key["generator"], key_data, len(ctx.pool), 0, key["gen_steps"], key["gen_seed"], device,
+                           progress, weights)
+    reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), min(len(ctx.val),
+                                                                                key["quality_samples"]), seed=0))
+    start = time.perf_counter()
+    fake = generators.sample_pool(gen, key["quality_samples"], seed=0, progress=progress)
+    sample_seconds = time.perf_counter() - start
+    scores = quality.sample_quality(extractor, reference, fake)
+    return {**scores, "train_seconds": gen.history["seconds"], "samples_per_s": len(fake) / sample_seconds,
+            "parameter_bytes": generators.parameter_bytes(gen),
+            "history": {k: v for k, v in gen.history.items() if isinstance(v, list)}}

@@ -174,6 +174,8 @@ def test_reproduce_refuses_bad_profile_and_notebook_names(capsys):
 
 @pytest.mark.parametrize("override,expected", [
     (["seeds", "[0]"], "parameter 'seeds'"),                          # every notebook: fewer than 3 seeds
+    (["epochs", "-1"], "parameter 'epochs'"),                         # the budget rule, before any compute
+    (["equivalence_margin", "0"], "parameter 'equivalence_margin'"),
     (["rare_fraction", "2.0"], "notebook audits"),                    # only the last study notebook has it
     (["generator_names", "[gan]"], "notebook generators"),
 ])
