@@ -11,7 +11,7 @@ FMNIST_FILES := train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-image
 .PHONY: setup data reproduce test lint test-executors unit notebooks-smoke lab bench sync clean help
 
 help:
-	@echo "make reproduce [PROFILE=quick|smoke|full] [EXECUTOR=inline|local|slurm]"
+	@echo "make reproduce [PROFILE=quick|smoke|paper] [EXECUTOR=inline|local|slurm]"
 	@echo "                                           run the study's notebooks -> results/, figures/, report.html"
 	@echo "make test                                  lint (ruff), unit tests + every notebook on the smoke profile"
 	@echo "make test-executors                        the whole smoke study under EXECUTOR=local = the inline run"

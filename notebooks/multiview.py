@@ -312,4 +312,4 @@ display(Markdown("\n".join(A.findings(
 #   blurrier than its class-conditional ones: a drop there bounds the label's share from above.
 # - **SupCon** uses labels explicitly, so it is a supervised reference, not a self-supervised method.
 # - `quick` trains each encoder for seconds: numbers are far from converged; the budget check says how far.
-#   `full` uses the flow, more steps, larger batches and 5 seeds.
+#   `paper` uses the flow, more steps, larger batches and 5 seeds.

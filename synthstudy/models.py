@@ -7,7 +7,7 @@ One registry serves every arm of the study, so a real and a synthetic arm get ex
 
 Members:
 - `cnn` (default): a fast VGG-style BN CNN sized for 2 CPU cores (28x28 and 32x32; also 8x8 digits).
-- `cnn_wide`: the same shape, twice the width (slower, a little more accurate; for the full profile).
+- `cnn_wide`: the same shape, twice the width (slower, a little more accurate; for the paper profile).
 - `resnet18`, `resnet26d`, ... : any timm architecture name prefixed `timm:` (e.g. `timm:resnet18`), built
   without pretrained weights (nothing is ever downloaded).
 

@@ -3,7 +3,7 @@
     python -m synthstudy.reproduce --profile quick              # every notebook, in order
     python -m synthstudy.reproduce --profile smoke --notebooks baseline
     python -m synthstudy.reproduce --profile quick -p steps 500 # override one parameter for this call
-    python -m synthstudy.reproduce --profile full --executor slurm   # grid cells as Slurm jobs (submitit)
+    python -m synthstudy.reproduce --profile paper --executor slurm   # grid cells as Slurm jobs (submitit)
 
 The jupytext `.py` sources in notebooks/ are the truth: each is converted in memory, given the parameters of
 `configs/<profile>.yaml` that it declares (plus any `-p` overrides), executed with papermill, and saved to

@@ -72,7 +72,7 @@ def test_from_namespace_picks_the_schema_fields_and_reports_missing_ones():
         config.from_namespace(config.BaselineParams, {k: v for k, v in GOOD.items() if k != "model"})
 
 
-@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
 def test_every_profile_validates_for_the_baseline(profile):
     values = config.load_profile(profile)
     given = {k: v for k, v in values.items() if k in config.BaselineParams.model_fields}
@@ -82,7 +82,7 @@ def test_every_profile_validates_for_the_baseline(profile):
 
 
 def test_unknown_profile_lists_the_allowed_ones():
-    with pytest.raises(config.ParameterError, match="smoke, quick|full, quick, smoke"):
+    with pytest.raises(config.ParameterError, match="paper, quick, smoke"):
         config.load_profile("fast")
 
 
@@ -125,7 +125,7 @@ def test_scaling_refuses_a_grid_without_any_synthetic_arm():
         config.validate(config.ScalingParams, {**SCALING, "pool_multiples": [], "mix_fractions": [], "stream": False})
 
 
-@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
 def test_every_profile_validates_for_scaling(profile):
     values = config.load_profile(profile)
     given = {k: v for k, v in values.items() if k in config.ScalingParams.model_fields}

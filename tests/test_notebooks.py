@@ -186,7 +186,7 @@ def test_reproduce_validates_every_notebooks_values_before_running_any(override,
     assert not (isolated_results / "smoke").exists()                  # nothing ran, nothing was written
 
 
-@pytest.mark.parametrize("profile", ["smoke", "quick", "full"])
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
 def test_every_profile_passes_every_notebooks_schema(profile):
     declared = reproduce.check_parameters(reproduce.NOTEBOOKS, profile, {})
     assert set(declared) == set(reproduce.NOTEBOOKS)
