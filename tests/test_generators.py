@@ -10,7 +10,7 @@ from synthstudy.generators import cgan
 # tiny widths and step counts: these tests check behaviour and plumbing, not image quality
 FAST = {
     "pca_gaussian": {"n_components": 16},
-    "cvae": {"width": 8, "latent_dim": 4, "embed_dim": 4, "batch_size": 32},
+    "cvae": {"width": 8, "latent_dim": 4, "embed_dim": 4, "batch_size": 32, "sample_noise": 0.0},
     "cgan": {"width": 8, "latent_dim": 8, "batch_size": 16, "bn_batches": 2},
     "flow": {"width": 4, "hidden": 32, "blocks": 1, "batch_size": 32, "ae_batch_size": 16, "sample_steps": 4},
 }
@@ -187,7 +187,15 @@ def test_supported_sizes_decode_to_the_right_shape(name, size):
     (lambda: generators.create("cgan", (1, 8, 8), 10, ema_start=1.0), "ema_start"),
     (lambda: generators.create("cvae", (1, 8, 8), 10, likelihood="poisson"), "likelihood"),
     (lambda: generators.create("pca_gaussian", (1, 8, 8), 10, shrinkage=2.0), "shrinkage"),
-    (lambda: generators.create("flow", (1, 8, 8), 10, solver="rk4"), "solver.*euler, heun"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, solver="rk4"), "solver='rk4'.*euler, heun, midpoint, ab2"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, sample_steps=0), "sample_steps=0"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, sample_steps=2.5), "sample_steps=2.5"),
+    (lambda: generators.create("cgan", (1, 8, 8), 10, r1_gamma=-1.0), "r1_gamma"),
+    (lambda: generators.create("cgan", (1, 8, 8), 10, mode_seeking=float("nan")), "mode_seeking"),
+    (lambda: generators.create("cgan", (1, 8, 8), 10, minibatch_std=1), "minibatch_std"),
+    (lambda: generators.create("cvae", (1, 8, 8), 10, free_bits=-0.5), "free_bits"),
+    (lambda: generators.create("cvae", (1, 8, 8), 10, grad_clip=float("inf")), "grad_clip"),
+    (lambda: generators.create("cvae", (1, 8, 8), 10, sample_noise=1.5), "sample_noise"),
     (lambda: generators.create("flow", (1, 8, 8), 10, p_uncond=0.0), "guidance.*p_uncond"),
     (lambda: generators.create("flow", (1, 8, 8), 10, ae_fraction=1.0), "ae_fraction"),
 ])
@@ -239,3 +247,105 @@ def test_identity_changes_when_a_default_or_the_code_version_changes(monkeypatch
     monkeypatch.setattr(cls.__init__, "__defaults__", tuple(defaults))
     assert generators.identity("flow")["defaults"]["ae_fraction"] == 0.5
     assert runs.stable_hash(generators.identity("flow")) != before
+
+
+# ---------------------------------------------------------------- sampler and regulariser options (issue 17)
+@pytest.mark.parametrize("solver,evaluations", [("euler", 4), ("heun", 8), ("midpoint", 8), ("ab2", 5)])
+def test_flow_solvers_are_deterministic_and_count_their_evaluations(fitted, solver, evaluations, monkeypatch):
+    gen = fitted["flow"]                                          # FAST: sample_steps=4
+    monkeypatch.setitem(gen.config, "solver", solver)
+    calls = []
+    hook = gen.velocity.register_forward_hook(lambda *args: calls.append(1))
+    z, labels = gen.sample_latents(torch.arange(10), rng(0)), torch.arange(10)
+    try:
+        x = gen.decode(z, labels)
+    finally:
+        hook.remove()
+    assert len(calls) == gen.function_evaluations() == evaluations
+    assert x.shape == (10, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(gen.decode(z, labels), x)
+
+
+def test_flow_solvers_agree_more_with_more_steps(fitted, monkeypatch):
+    """Every solver integrates the same ODE: with many steps they meet; with one step Euler is off."""
+    gen = fitted["flow"]
+    z, labels = gen.sample_latents(torch.arange(10), rng(1)), torch.arange(10)
+
+    def decode(solver, steps):
+        monkeypatch.setitem(gen.config, "solver", solver)
+        monkeypatch.setitem(gen.config, "sample_steps", steps)
+        return gen.decode(z, labels)
+
+    reference = decode("heun", 64)
+    for solver in ("midpoint", "ab2", "euler"):
+        assert (decode(solver, 64) - reference).abs().max() < (decode("euler", 1) - reference).abs().max()
+
+
+def test_r1_penalty_is_the_squared_input_gradient():
+    x = torch.randn(6, 1, 8, 8, requires_grad=True)
+    weight = torch.randn(1, 1, 8, 8, requires_grad=True)
+    out = (x * weight).sum(dim=(1, 2, 3))                       # D(x) = <w, x>: gradient w for every image
+    penalty = cgan.r1_penalty(out, x)
+    assert torch.allclose(penalty, weight.pow(2).sum())
+    penalty.backward()                                           # D's step back-propagates through it
+    assert torch.allclose(weight.grad, 2 * weight)
+
+
+def test_mode_seeking_loss_punishes_identical_pairs():
+    z = torch.randn(8, 4)
+    collapsed = torch.zeros(8, 1, 8, 8, requires_grad=True)
+    varied = torch.rand(8, 1, 8, 8)
+    assert cgan.mode_seeking_loss(collapsed, z) > 100 * cgan.mode_seeking_loss(varied, z)
+    cgan.mode_seeking_loss(collapsed + 0.01 * torch.rand(8, 1, 8, 8), z).backward()
+    assert collapsed.grad.abs().sum() > 0
+
+
+def test_minibatch_std_groups_never_mix_real_and_fake():
+    layer = cgan.MinibatchStd(group=4)
+    real, fake = torch.randn(8, 3, 4, 4), torch.zeros(8, 3, 4, 4)     # identical fakes: zero spread
+    out = layer(torch.cat([real, fake]))
+    assert out.shape == (16, 4, 4, 4)
+    assert (out[:8, 3] > 0.1).all() and (out[8:, 3] < 1e-3).all()
+    assert layer(torch.randn(6, 3, 4, 4)).shape == (6, 4, 4, 4)        # a batch the group does not divide
+
+
+def test_cgan_regularisers_train_deterministically_and_log_the_penalty(small):
+    options = {"r1_gamma": 1.0, "mode_seeking": 1.0, "minibatch_std": True}
+    first, again = fit("cgan", small, **options), fit("cgan", small, **options)
+    assert torch.equal(flat_state(first), flat_state(again))
+    assert len(first.history["r1"]) > 0 and all(v > 0 for _, v in first.history["r1"])
+    assert not torch.equal(first.sample(torch.arange(10), rng(0)), fit("cgan", small).sample(torch.arange(10), rng(0)))
+
+
+def test_cvae_free_bits_and_clipping_train_deterministically(small):
+    options = {"free_bits": 0.5, "grad_clip": 1.0}
+    first, again = fit("cvae", small, **options), fit("cvae", small, **options)
+    assert torch.equal(flat_state(first), flat_state(again))
+    assert not torch.equal(flat_state(first), flat_state(fit("cvae", small)))
+
+
+def test_fit_cached_reuses_a_flow_for_another_sampler(small, monkeypatch):
+    """Solver, steps and guidance change samples, not weights: the cache key leaves them out."""
+    from synthstudy.generators import flow
+    calls = []
+    original = flow.FlowMatching.fit
+    monkeypatch.setattr(flow.FlowMatching, "fit", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    args = dict(train=small, data_key={"dataset": "digits", "n": 300, "subset_seed": 0}, steps=STEPS, seed=0,
+                device="cpu", progress=False, threads=1)
+    first = generators.fit_cached("flow", config=FAST["flow"], **args)
+    second = generators.fit_cached("flow", config={**FAST["flow"], "solver": "euler", "sample_steps": 2}, **args)
+    assert calls == [1]
+    assert (second.config["solver"], second.config["sample_steps"]) == ("euler", 2)
+    assert first.config["solver"] == generators.config_options("flow")["solver"]
+    assert torch.equal(flat_state(first), flat_state(second))
+
+
+def test_cvae_sample_noise_is_seeded_and_leaves_decode_alone(fitted, monkeypatch):
+    gen, labels = fitted["cvae"], torch.arange(10)
+    clean = gen.sample(labels, rng(0))
+    monkeypatch.setitem(gen.config, "sample_noise", 0.2)
+    noisy = gen.sample(labels, rng(0))
+    assert torch.equal(noisy, gen.sample(labels, rng(0))) and not torch.equal(noisy, clean)
+    assert noisy.min() >= 0 and noisy.max() <= 1 and (noisy - clean).std() > 0.05
+    z = gen.sample_latents(labels, rng(0))
+    assert torch.equal(gen.decode(z, labels), clean)                  # latent views stay noise-free

@@ -70,6 +70,9 @@ class Generator(nn.Module):
 
     family = "generator"
     default_batch_size = 64
+    # config keys that change only how a fitted model samples (not its weights): the model cache leaves them out of
+    # its key and sets them on the loaded model, so trying another sampler does not retrain
+    sampling_options: tuple[str, ...] = ()
 
     def __init__(self, image_shape, num_classes: int, config: dict):
         super().__init__()
