@@ -47,6 +47,35 @@ def test_fid_kid_prdc_separate_real_from_noise(extractor, digits):
     assert real["recall"] > 0.5 > fake["recall"] and real["coverage"] > 0.5 > fake["coverage"]
 
 
+def test_fid_and_kid_take_features_as_they_are(extractor, digits):
+    """No uint8 round-trip: FID is invariant to shifting both sets (a byte cast would clip negative features and
+    wrap large ones), and KID of features far below 1 is not rounded to 0."""
+    a, b = extractor.embed(digits.train.images), extractor.embed(digits.test.images)
+    assert quality.fid(a - 100, b - 100) == pytest.approx(quality.fid(a, b), rel=1e-4)
+    assert quality.fid(a * 1e-3, b * 1e-3) == pytest.approx(quality.fid(a, b) * 1e-6, rel=1e-3)
+    assert quality.kid(a * 1e-3, b * 1e-3)[0] != 0.0
+
+
+def test_extractor_reports_its_validation_accuracy(digits):
+    small = digits.train.take(data.stratified_indices(digits.train.labels.numpy(), 600, seed=0))
+    ex = quality.domain_extractor(small, "digits", steps=60, augment="crop", device="cpu", progress=False,
+                                  val=digits.test)
+    assert 0.8 < ex.val_accuracy <= 1 and len(ex.train_losses) > 0          # measured: 0.93
+    assert quality.domain_extractor(small, "digits", steps=60, augment="crop", device="cpu",
+                                    progress=False).val_accuracy is None      # a measurement, not cached
+
+
+def test_contrastive_extractor_is_a_second_cached_space(digits, isolated_results):
+    small = digits.train.take(data.stratified_indices(digits.train.labels.numpy(), 300, seed=0))
+    a = quality.contrastive_extractor(small, "digits", steps=5, batch_size=32, device="cpu", progress=False)
+    b = quality.contrastive_extractor(small, "digits", steps=5, batch_size=32, device="cpu", progress=False)
+    x = small.images[:16]
+    f = a.embed(x)
+    assert f.shape == (16, a.num_features) and torch.equal(f, b.embed(x))
+    assert a.key["kind"] == "simclr" and not any(p.requires_grad for p in a.parameters())
+    assert quality.fid(a.embed(small.images), b.embed(digits.test.images)) >= 0
+
+
 def test_fid_of_identical_sets_is_zero(extractor, digits):
     f = extractor.embed(digits.test.images)
     assert abs(quality.fid(f, f)) < 1e-3

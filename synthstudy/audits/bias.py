@@ -15,15 +15,19 @@ trained on it:
   call a sample a minority class? Compared with what the judge says of real images drawn with the same labels,
   so the judge's own confusions are not blamed on the generator. A conditional generator whose rare-class
   samples drift towards common classes shows judged < expected.
-- `majority_minority_gap` + `amplification`: the per-class test accuracy of a classifier trained on synthetic
-  samples vs one trained on the same imbalanced real images (same architecture, steps, augmentation); gap =
-  mean accuracy over majority classes - mean over minority classes. Per seed (same subset for both arms), the
-  synthetic gap minus the real gap; its 95% CI over seeds decides: above 0 amplified, below 0 reduced,
-  containing 0 "no detectable change".
+- `BalancedResampler`: the fair real reference. Synthetic data can be drawn class-balanced at will, so comparing
+  it with a real classifier trained on the imbalanced frequencies mostly measures rebalancing, not generation.
+  This source draws each batch's classes uniformly and an image of that class uniformly (with replacement), so
+  the real arm gets the same balance the generator offers, from the same few rare images.
+- `majority_minority_gap`: of the per-class test accuracy of a classifier (`train.classifier_cell`: one recipe,
+  one budget for every arm); gap = mean accuracy over majority classes - mean over minority classes. The verdicts
+  (paired on seeds, Holm over the notebook) are `analysis.bias_comparisons`: synthetic balanced vs real balanced
+  is the amplification; synthetic matched vs real imbalanced is the like-for-like one.
 
     >>> from synthstudy.audits import bias
     >>> idx = bias.imbalanced_indices(pool.labels, per_class=500, rare_classes=[0, 4, 7], rare_fraction=0.1, seed=0)
-    >>> source = sources.GeneratorStream(gen, class_probs=bias.class_frequencies(pool.labels[idx], 10))  # like the real data
+    >>> freqs = bias.class_frequencies(pool.labels[idx], 10)
+    >>> source = sources.GeneratorStream(gen, class_probs=freqs)      # like the real data
     >>> bias.majority_minority_gap(per_class_accuracy, rare_classes=[0, 4, 7])
 """
 from __future__ import annotations
@@ -35,7 +39,7 @@ import torch
 
 from ..data import ImageSet
 
-VERDICTS = ("amplified", "reduced", "no detectable change")
+ARMS = ("real", "real_balanced", "synthetic_matched", "synthetic_balanced")
 
 
 # ---------------------------------------------------------------- the imbalanced subset
@@ -179,50 +183,28 @@ def majority_minority_gap(per_class_values, rare_classes) -> float:
     return majority - minority
 
 
-def direction(low: float, high: float) -> str:
-    """What a 95% CI [low, high] of a difference says: "higher" (all above 0), "lower" (all below), else "tie"."""
-    if low > 0:
-        return "higher"
-    if high < 0:
-        return "lower"
-    return "tie"
+class BalancedResampler:
+    """Class-balanced resampling of a real set: each image's class uniform over the classes present, the image
+    uniform within its class (with replacement, so a rare class's few images repeat). Seeded by the caller's
+    generator, like `sources.ImageSetSource`."""
 
+    def __init__(self, images: ImageSet):
+        if len(images) == 0:
+            raise ValueError("BalancedResampler needs at least one image")
+        self.images = images
+        labels = torch.as_tensor(images.labels).long()
+        self.classes = torch.unique(labels)
+        self._members = [torch.nonzero(labels == c).flatten() for c in self.classes]
+        self._counts = torch.tensor([len(m) for m in self._members])
 
-def paired_change(frame, value: str, reference: str = "real", by=("generator",)):
-    """Per group and non-reference arm: `value` of the reference arm and of the arm, and their difference paired
-    by seed (same imbalanced subset, same classifier seed), each as mean and 95% CI half-width over seeds, plus
-    the difference's `direction` (higher / lower / tie, from its CI) and Welch's test for comparison.
+    def __len__(self) -> int:
+        return len(self.images)
 
-    `frame` is tidy: columns `arm`, `seed`, `value` and the `by` columns.
-    """
-    import pandas as pd
-
-    from ..metrics import compare, mean_ci
-    rows = []
-    by = list(by)
-    for keys, group in frame.groupby(by, sort=True):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        ref = group[group["arm"] == reference].set_index("seed")[value]
-        for arm in sorted(set(group["arm"]) - {reference}):
-            other = group[group["arm"] == arm].set_index("seed")[value]
-            seeds = sorted(set(ref.index) & set(other.index))
-            delta = other.loc[seeds] - ref.loc[seeds]
-            (r, r_ci), (o, o_ci), (d, d_ci) = (mean_ci(x) for x in (ref.loc[seeds], other.loc[seeds], delta))
-            rows.append({**dict(zip(by, keys)), "arm": arm, "value": value, "seeds": len(seeds),
-                         "reference_mean": r, "reference_ci": r_ci, "arm_mean": o, "arm_ci": o_ci,
-                         "change": d, "change_ci": d_ci, "change_low": d - d_ci, "change_high": d + d_ci,
-                         "welch": compare(other.loc[seeds], ref.loc[seeds]),
-                         # one seed has no interval: nothing can be claimed
-                         "direction": direction(d - d_ci, d + d_ci) if len(seeds) > 1 else "tie"})
-    return pd.DataFrame(rows)
-
-
-def amplification(frame, reference: str = "real", value: str = "gap", by=("generator",)):
-    """`paired_change` of the majority - minority gap, with the verdict: "amplified" when the synthetic arm's gap
-    exceeds the real arm's over the whole 95% CI, "reduced" when it is below, else "no detectable change"."""
-    table = paired_change(frame, value, reference, by)
-    words = {"higher": VERDICTS[0], "lower": VERDICTS[1], "tie": VERDICTS[2]}
-    return table.assign(verdict=[words[d] for d in table["direction"]]) if len(table) else table
+    def next_batch(self, batch_size: int, generator: torch.Generator):
+        which = torch.randint(len(self.classes), (batch_size,), generator=generator)
+        within = (torch.rand(batch_size, generator=generator) * self._counts[which]).long()
+        idx = torch.stack([self._members[int(c)][int(i)] for c, i in zip(which, within)])
+        return self.images.images[idx], self.images.labels[idx]
 
 
 def plot_per_class(frame, ax, rare_classes, class_names, value: str = "accuracy", label: str = "test accuracy (%)"):
@@ -232,7 +214,7 @@ def plot_per_class(frame, ax, rare_classes, class_names, value: str = "accuracy"
     from ..metrics import summarize
     plots.style()
     summary = summarize(frame, by=["arm", "cls"], value=value)
-    arms = sorted(summary["arm"].unique(), key=lambda a: (a != "real", a))
+    arms = sorted(summary["arm"].unique(), key=lambda a: (not a.startswith("real"), a))
     width = 0.8 / len(arms)
     for c in rare_classes:
         ax.axvspan(c - 0.45, c + 0.45, color="0.9", zorder=0)
