@@ -135,9 +135,9 @@ class TrainingParams(BaseModel):
     @field_validator("model")
     @classmethod
     def _model(cls, v):
-        from .models import available, _REGISTRY
+        from .models import _REGISTRY, available
         if v.startswith("timm:"):
-            import timm                               # ~2 s to import; still far cheaper than failing mid-notebook
+            import timm  # ~2 s to import; still far cheaper than failing mid-notebook
             if not timm.is_model(v[5:]):
                 close = timm.list_models(f"*{v[5:][:4]}*")[:5]
                 raise ValueError(f"timm has no model {v[5:]!r}; allowed: timm:<name> for a name in "

@@ -42,10 +42,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .progress import tqdm
 
 from . import models, train
 from .data import ImageSet
+from .progress import tqdm
 from .sources import ImageSetSource
 
 METHODS = ("simclr", "supcon")
@@ -418,7 +418,7 @@ def create_encoder(model: str, in_channels: int, image_size: int, seed: int, pro
 # ---------------------------------------------------------------- training
 @dataclass
 class ContrastiveConfig:
-    method: str = "simclr"            # one of METHODS: simclr (NT-Xent, labels unused) | supcon (labels define positives)
+    method: str = "simclr"            # one of METHODS: simclr (NT-Xent, labels unused) | supcon (labels: positives)
     steps: int = 300                  # optimizer steps; every arm gets the same budget (pairs seen = steps * batch)
     batch_size: int = 128             # pairs per step: the encoder sees 2x this many images; 2B - 2 negatives each
     lr: float = 0.3                   # peak one-cycle learning rate (SGD, Nesterov)

@@ -55,7 +55,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, indices) -> "ImageSet":
+    def take(self, indices) -> ImageSet:
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ImageSet(self.images[idx], self.labels[idx])
 
@@ -105,7 +105,7 @@ def _load_fashion_mnist() -> Splits:
     for folder in fashion_mnist_search_path():
         if all((folder / f).is_file() for f in FASHION_MNIST_FILES.values()):
             arr = {k: _read_idx(folder / f) for k, f in FASHION_MNIST_FILES.items()}
-            def to_set(split):
+            def to_set(split, arr=arr):
                 return ImageSet(torch.from_numpy(arr[f"{split}_images"].copy()).unsqueeze(1),
                                 torch.from_numpy(arr[f"{split}_labels"].astype(np.int64)))
             return Splits("fashion_mnist", to_set("train"), to_set("test"), FASHION_MNIST_CLASSES)

@@ -16,7 +16,7 @@ metrics' feature extractor.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -27,7 +27,8 @@ def test_nt_xent_equals_a_hand_computed_value():
     z2 = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
     tau = 0.5
     # unit vectors a0=(1,0) a1=(0,1) b0=(.6,.8) b1=(1,0); each anchor against the other three, positive = its pair
-    e = lambda s: math.exp(s / tau)
+    def e(s):
+        return math.exp(s / tau)
     l_a0 = -math.log(e(0.6) / (e(0.0) + e(0.6) + e(1.0)))      # a0: a1 0, b0 .6 (pos), b1 1
     l_a1 = -math.log(e(0.0) / (e(0.0) + e(0.8) + e(0.0)))      # a1: a0 0, b0 .8, b1 0 (pos)
     l_b0 = -math.log(e(0.6) / (e(0.6) + e(0.8) + e(0.6)))      # b0: a0 .6 (pos), a1 .8, b1 .6
@@ -40,7 +41,8 @@ def test_supcon_equals_a_hand_computed_value_and_nt_xent_with_distinct_labels():
     z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     z2 = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
     tau = 0.5
-    e = lambda s: math.exp(s / tau)
+    def e(s):
+        return math.exp(s / tau)
     # one class for all four: every other entry is a positive; loss_i = log(sum_others e) - mean_others(s / tau)
     rows = {"a0": [0.0, 0.6, 1.0], "a1": [0.0, 0.8, 0.0], "b0": [0.6, 0.8, 0.6], "b1": [1.0, 0.0, 0.6]}
     expected = np.mean([math.log(sum(e(s) for s in r)) - np.mean(r) / tau for r in rows.values()])
@@ -125,7 +127,8 @@ def test_encoder_learns_far_above_chance_on_digits_in_seconds():
     assert result.seconds < 60
     # it learned the objective: on fresh pairs (same batch for both) the trained encoder's loss is far below the
     # untrained one's; a random CNN already gives good linear probes on digits, so the probe alone proves little
-    x1, x2, _ = C.make_views("pixel", real=splits.test, augment=digits_aug()).next_pair(128, torch.Generator().manual_seed(9))
+    views = C.make_views("pixel", real=splits.test, augment=digits_aug())
+    x1, x2, _ = views.next_pair(128, torch.Generator().manual_seed(9))
 
     def pair_loss(enc):
         enc.eval()

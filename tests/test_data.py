@@ -3,9 +3,9 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from conftest import needs_fashion_mnist
 
 from synthstudy import data
-from conftest import needs_fashion_mnist
 
 
 def test_digits_splits_are_uint8_nchw_and_disjoint(digits):

@@ -203,7 +203,7 @@ def bias_summary(family: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
         gap = by_value.loc["gap"]
 
         def shown(a):
-            s = summary.loc[(generator, a)]
+            s = summary.loc[(generator, a)]          # noqa: B023 -- called within this iteration
             return metrics.format_ci(s["mean"], s["ci"], digits=1)
         how = "; ".join(f"{v} {metrics.format_difference(by_value.loc[v], digits=1)}"
                         for v in ("minority", "majority") if v in by_value.index)

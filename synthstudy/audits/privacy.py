@@ -49,8 +49,8 @@ a shifted copy is far in pixels but near in features).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

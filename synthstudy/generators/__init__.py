@@ -251,7 +251,6 @@ def sample_pool(generator: Generator, m: int, seed: int, batch_size: int = 500, 
     classifier sees the same quantisation in both arms. Same (generator, m, seed) -> same pool.
     """
     from ..progress import tqdm
-
     from ..sources import balanced_labels
     if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m <= 0:
         raise ValueError(f"pool size m={m!r} must be a positive integer")

@@ -33,8 +33,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ..progress import tqdm
 
+from ..progress import tqdm
 from ..sources import ImageSetSource
 from ..train import check_positive
 from .base import Generator, check_number, images_to_unit, size_plan

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from ..data import ImageSet
-from .base import Generator, check_number
 from ..train import check_positive
+from .base import Generator, check_number
 
 
 class PCAGaussian(Generator):
