@@ -11,10 +11,10 @@ parameter and what is allowed. The same schema validates JupyterLab edits and pa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import data as data_module
 from . import train as train_module
@@ -76,6 +76,66 @@ def resolve_sizes(sizes, pool: int) -> list[int]:
     return sorted({pool if n == "all" else n for n in sizes})
 
 
+# ---------------------------------------------------------------- one validator per concept
+def _sizes(v):
+    bad = [n for n in v if n != "all" and n <= 0]
+    if bad or len(set(v)) != len(v):
+        raise ValueError(f"sizes must be distinct positive integers or 'all', got {v}")
+    return v
+
+
+def _model_name(v):
+    from . import models
+    if not models.is_model(v):
+        if v.startswith("timm:"):
+            raise ValueError(f"timm has no model {v[5:]!r}; allowed: timm:<name> for a name in timm.list_models()")
+        raise ValueError(f"allowed values: {', '.join(models.available())}")
+    return v
+
+
+def _generator_names(pretrained: bool):
+    def check(v):
+        from . import generators
+        names = [v] if isinstance(v, str) else list(v)
+        unknown = [n for n in names if not generators.is_generator(n, pretrained=pretrained)]
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(f"{unknown or 'a name listed twice'}: allowed values (each once): "
+                             f"{', '.join(generators.available(pretrained=pretrained))}")
+        return v
+    return check
+
+
+def _steps_per_family(pretrained: bool):
+    def check(v):
+        from . import generators
+        unknown = sorted(n for n in v if not generators.is_generator(n, pretrained=pretrained))
+        if unknown:
+            raise ValueError(f"unknown generator(s) {unknown}; allowed keys: "
+                             f"{', '.join(generators.available(pretrained=pretrained))}")
+        bad = {k: n for k, n in v.items() if isinstance(n, bool) or not (isinstance(n, int) and n > 0)}
+        if bad:
+            raise ValueError(f"steps must be positive integers, got {bad}")
+        return v
+    return check
+
+
+def require_steps(budgets: dict, names, field: str, budget_field: str = "gen_steps") -> None:
+    """Refuse generators named in `field` that have no training budget in `budget_field`."""
+    missing = sorted({n for n in ([names] if isinstance(names, str) else names) if n not in budgets})
+    if missing:
+        raise ValueError(f"{budget_field} has no entry for {missing}; give every generator in {field} its training "
+                         f"steps")
+
+
+Sizes = Annotated[list[Union[int, Literal["all"]]], AfterValidator(_sizes)]
+ModelName = Annotated[str, AfterValidator(_model_name)]
+GeneratorName = Annotated[str, AfterValidator(_generator_names(pretrained=True))]
+GeneratorNames = Annotated[list[str], AfterValidator(_generator_names(pretrained=True))]
+TrainedGeneratorNames = Annotated[list[str], AfterValidator(_generator_names(pretrained=False))]
+StepsPerFamily = Annotated[dict[str, int], AfterValidator(_steps_per_family(pretrained=True))]
+TrainedStepsPerFamily = Annotated[dict[str, int], AfterValidator(_steps_per_family(pretrained=False))]
+
+
 class StudyParams(BaseModel):
     """Parameters every notebook shares."""
 
@@ -122,7 +182,7 @@ class TrainingParams(BaseModel):
     """The classifier recipe shared by every arm (one architecture; a budget that follows N, the same for every arm
     at a given N: `steps_for`)."""
 
-    model: str
+    model: ModelName
     epochs: float = Field(gt=0)           # passes over the N training images ...
     min_steps: int = Field(gt=0)          # ... clipped to [min_steps, max_steps] optimizer steps
     max_steps: int = Field(gt=0)
@@ -131,21 +191,6 @@ class TrainingParams(BaseModel):
     augment: str
     tta: str = "flip"
     equivalence_margin: float = Field(default=0.01, gt=0, lt=1)   # accuracy difference still called equivalent
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v):
-        from .models import _REGISTRY, available
-        if v.startswith("timm:"):
-            import timm  # ~2 s to import; still far cheaper than failing mid-notebook
-            if not timm.is_model(v[5:]):
-                close = timm.list_models(f"*{v[5:][:4]}*")[:5]
-                raise ValueError(f"timm has no model {v[5:]!r}; allowed: timm:<name> for a name in "
-                                 f"timm.list_models(){' (close: ' + ', '.join(close) + ')' if close else ''}")
-            return v
-        if v not in _REGISTRY:
-            raise ValueError(f"allowed values: {', '.join(available())}, timm:<name>")
-        return v
 
     @field_validator("augment", "tta")
     @classmethod
@@ -180,17 +225,9 @@ class TrainingParams(BaseModel):
 class BaselineParams(StudyParams, TrainingParams):
     """notebooks/baseline: test accuracy vs the number N of real training images."""
 
-    train_sizes: list[Union[int, Literal["all"]]] = Field(min_length=1)
+    train_sizes: Sizes = Field(min_length=1)
     val_size: int = Field(ge=1)           # the budget check and every selection score on validation
-    budget_check_sizes: list[Union[int, Literal["all"]]] = Field(default_factory=list)   # N rerun at 2x the budget
-
-    @field_validator("train_sizes", "budget_check_sizes")
-    @classmethod
-    def _positive_sizes(cls, v):
-        bad = [n for n in v if n != "all" and n <= 0]
-        if bad:
-            raise ValueError(f"sizes must be positive integers or 'all', got {bad}")
-        return v
+    budget_check_sizes: Sizes = Field(default_factory=list)   # N rerun at 2x the budget
 
     @model_validator(mode="after")
     def _sizes_fit(self):
@@ -211,7 +248,7 @@ class BaselineParams(StudyParams, TrainingParams):
 class GeneratorBudgets(BaseModel):
     """The generator training budgets every notebook shares: equal values -> the same cached generator."""
 
-    gen_steps: dict[str, int]
+    gen_steps: StepsPerFamily
     gen_seed: int = Field(ge=0)
     val_size: int = Field(ge=0)
 
@@ -221,37 +258,14 @@ class GeneratorBudgets(BaseModel):
         from . import generators
         return generators.fill_pretrained_steps(values)   # pretrained generators are not trained: nominal budget 1
 
-    @field_validator("gen_steps")
-    @classmethod
-    def _known_families(cls, v):
-        from . import generators
-        unknown = sorted(set(v) - set(generators.available(pretrained=True)))
-        if unknown:
-            raise ValueError(f"unknown generator(s) {unknown}; allowed keys: "
-                             f"{', '.join(generators.available(pretrained=True))}")
-        bad = {k: s for k, s in v.items() if not (isinstance(s, int) and s > 0)}
-        if bad:
-            raise ValueError(f"steps must be positive integers, got {bad}")
-        return v
-
 
 class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
     """notebooks/generators: train the zoo on the full train pool; FID/KID/PRDC and CAS per generator."""
 
-    generator_names: list[str] = Field(min_length=1)
-    cas_generators: list[str] | None = None   # the families CAS trains a classifier for (None: all of them)
+    generator_names: GeneratorNames = Field(min_length=1)
+    cas_generators: GeneratorNames | None = None   # the families CAS trains a classifier for (None: all of them)
     quality_samples: int = Field(ge=20)   # PRDC's 5 nearest neighbours and KID's subsets need a real sample
     extractor_steps: int = Field(gt=0)
-
-    @field_validator("generator_names")
-    @classmethod
-    def _names(cls, v):
-        from . import generators
-        unknown = [n for n in v if n not in generators.available(pretrained=True)]
-        if unknown or len(set(v)) != len(v):
-            raise ValueError(f"{unknown or 'repeated names'}: allowed values (each once): "
-                             f"{', '.join(generators.available(pretrained=True))}")
-        return v
 
     def cas_names(self) -> list[str]:
         return list(self.generator_names if self.cas_generators is None else self.cas_generators)
@@ -262,10 +276,7 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
         if outside:
             raise ValueError(f"cas_generators {outside} are not in generator_names; allowed: a subset of "
                              f"{self.generator_names}")
-        missing = [n for n in self.generator_names if n not in self.gen_steps]
-        if missing:
-            raise ValueError(f"gen_steps has no entry for {missing}; give every generator in generator_names "
-                             f"its training steps")
+        require_steps(self.gen_steps, self.generator_names, "generator_names")
         if not 0 < self.val_size < train_size(self):
             raise ValueError(f"val_size={self.val_size}: the quality metrics compare samples with the validation "
                              f"holdout; allowed: 1..{train_size(self) - 1}")
@@ -275,31 +286,13 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
 class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
     """notebooks/scaling: real vs synthetic (fixed pool, online stream, mixed) training data across N."""
 
-    train_sizes: list[Union[int, Literal["all"]]] = Field(min_length=1)   # the real curve (the baseline's sizes)
-    budget_check_sizes: list[Union[int, Literal["all"]]] = Field(default_factory=list)   # N rerun at 2x the budget
-    scaling_sizes: list[Union[int, Literal["all"]]] = Field(min_length=1)
-    scaling_generators: list[str] = Field(min_length=1)
+    train_sizes: Sizes = Field(min_length=1)   # the real curve (the baseline's sizes)
+    budget_check_sizes: Sizes = Field(default_factory=list)   # N rerun at 2x the budget
+    scaling_sizes: Sizes = Field(min_length=1)
+    scaling_generators: GeneratorNames = Field(min_length=1)
     pool_multiples: list[int]             # may be empty: no fixed-pool arm
     mix_fractions: list[float]            # may be empty: no mixed arm
     stream: bool = True
-
-    @field_validator("scaling_sizes")
-    @classmethod
-    def _sizes(cls, v):
-        bad = [n for n in v if n != "all" and n <= 0]
-        if bad or len(set(v)) != len(v):
-            raise ValueError("sizes must be distinct positive integers or 'all'")
-        return v
-
-    @field_validator("train_sizes", "budget_check_sizes")
-    @classmethod
-    def _real_sizes(cls, v):
-        return BaselineParams._positive_sizes(v)
-
-    @field_validator("scaling_generators")
-    @classmethod
-    def _generators(cls, v):
-        return GeneratorsParams._names(v)
 
     @field_validator("pool_multiples")
     @classmethod
@@ -318,10 +311,7 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
 
     @model_validator(mode="after")
     def _fits(self):
-        missing = [g for g in self.scaling_generators if g not in self.gen_steps]
-        if missing:
-            raise ValueError(f"gen_steps has no entry for {missing}; give every generator in scaling_generators "
-                             f"its training steps")
+        require_steps(self.gen_steps, self.scaling_generators, "scaling_generators")
         if not (self.pool_multiples or self.stream or self.mix_fractions):
             raise ValueError("no synthetic arm left: give pool_multiples or mix_fractions, or set stream to true")
         check_sizes_fit(self, "train_sizes", "scaling_sizes", "budget_check_sizes")
@@ -382,56 +372,28 @@ class AuditsParams(StudyParams, TrainingParams):
     """notebooks/audits: does a generator copy its training images (across N), does it amplify class imbalance?"""
 
     val_size: int = Field(ge=1)          # the bias audit's per-class precision / recall is measured on it
-    gen_steps: dict[str, int]
+    gen_steps: TrainedStepsPerFamily
     gen_seed: int = Field(ge=0)
     extractor_steps: int = Field(gt=0)
     contrastive_steps: int = Field(gt=0)  # the second feature space (SimCLR encoder of the pool)
-    audit_generators: list[str] = Field(min_length=1)
-    audit_gen_steps: dict[str, int]       # generator steps in the N sweep (small N: plateau sooner than the pool)
+    audit_generators: TrainedGeneratorNames = Field(min_length=1)
+    audit_gen_steps: TrainedStepsPerFamily   # generator steps in the N sweep (small N: plateau sooner than the pool)
     audit_sizes: list[int] = Field(min_length=1)
-    audit_zoo: list[str]
+    audit_zoo: TrainedGeneratorNames
     audit_samples: int = Field(gt=0)
     copy_quantile: float = Field(gt=0, le=0.5)
     copy_margin: float = Field(gt=0, lt=1)   # copy excess still called "no excess" (TOST)
     auc_margin: float = Field(gt=0, lt=0.5)  # attack AUC - 0.5 still called "no leak" (TOST)
-    bias_generators: list[str] = Field(min_length=1)
+    bias_generators: TrainedGeneratorNames = Field(min_length=1)
     bias_n: int = Field(gt=0)
     rare_classes: list[int]
     rare_fraction: float = Field(gt=0, le=1)
 
-    @field_validator("audit_generators", "audit_zoo", "bias_generators")
-    @classmethod
-    def _known_generators(cls, v):
-        from . import generators
-        bad = [g for g in v if g not in generators.available()]
-        if bad:
-            raise ValueError(f"{bad} unknown; allowed values: {', '.join(generators.available())}")
-        if len(set(v)) != len(v):
-            raise ValueError("a generator is listed twice")
-        return v
-
-    @field_validator("gen_steps", "audit_gen_steps")
-    @classmethod
-    def _steps_per_family(cls, v):
-        from . import generators
-        bad = sorted(set(v) - set(generators.available()))
-        if bad:
-            raise ValueError(f"keys {bad} unknown; allowed keys: {', '.join(generators.available())}")
-        if any(isinstance(s, bool) or s <= 0 for s in v.values()):
-            raise ValueError(f"every value must be a positive number of steps, got {v}")
-        return v
-
     @model_validator(mode="after")
     def _audits_fit(self):
         from .audits import bias
-        missing = [g for g in (*self.audit_zoo, *self.bias_generators) if g not in self.gen_steps]
-        if missing:
-            raise ValueError(f"gen_steps has no entry for {sorted(set(missing))}; give each audited generator "
-                             f"its training steps")
-        missing = [g for g in self.audit_generators if g not in self.audit_gen_steps]
-        if missing:
-            raise ValueError(f"audit_gen_steps has no entry for {missing}; give each generator of the N sweep "
-                             f"its training steps")
+        require_steps(self.gen_steps, [*self.audit_zoo, *self.bias_generators], "audit_zoo and bias_generators")
+        require_steps(self.audit_gen_steps, self.audit_generators, "audit_generators", "audit_gen_steps")
         pool = pool_size(self)
         # the privacy audit compares the N training images with N held-out pool images the generator never saw
         bad = [n for n in self.audit_sizes if not 2 <= n <= pool // 2]
@@ -460,8 +422,8 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
     """notebooks/multiview: contrastive learning (SimCLR / SupCon) from generated views vs real images."""
 
     val_size: int = Field(ge=1)            # sigma* and nothing else is chosen on it; the test split is never used so
-    model: str
-    generator: str                         # the family giving the views of every synthetic arm
+    model: ModelName
+    generator: GeneratorName               # the family giving the views of every synthetic arm
     control_generator: str                 # the family whose class-free path gives the label-free control's views
     mv_steps: int = Field(gt=0)
     mv_batch_size: int = Field(ge=2)       # pairs per step; a pair needs at least one other pair as negatives
@@ -476,19 +438,6 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
     mv_knn_k: int = Field(gt=0)
     equivalence_margin: float = Field(default=0.01, gt=0, lt=1)   # accuracy units: |difference| below it = same
     mv_extra_seeds: list[int] = Field(default_factory=list)      # seeds added for the method table's verdicts only
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v):
-        return TrainingParams._model(v)
-
-    @field_validator("generator")
-    @classmethod
-    def _generator(cls, v):
-        from . import generators
-        if v not in generators.available(pretrained=True):
-            raise ValueError(f"allowed values: {', '.join(generators.available(pretrained=True))}")
-        return v
 
     @field_validator("control_generator")
     @classmethod
@@ -525,10 +474,7 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
 
     @model_validator(mode="after")
     def _fits(self):
-        for field in ("generator", "control_generator"):
-            if getattr(self, field) not in self.gen_steps:
-                raise ValueError(f"gen_steps has no entry for {field}={getattr(self, field)!r}; allowed generators "
-                                 f"here: {', '.join(self.gen_steps)}")
+        require_steps(self.gen_steps, [self.generator, self.control_generator], "generator and control_generator")
         if set(self.mv_extra_seeds) & set(self.seeds) or len(set(self.mv_extra_seeds)) != len(self.mv_extra_seeds):
             raise ValueError(f"mv_extra_seeds {self.mv_extra_seeds} must be distinct and not in seeds {self.seeds} "
                              f"(a repeated seed is the same run twice)")

@@ -31,6 +31,14 @@ def register(name: str):
     return wrap
 
 
+def is_model(name: str) -> bool:
+    """True for a registered model name or a `timm:<arch>` that timm knows (timm imported only then)."""
+    if name.startswith("timm:"):
+        import timm
+        return timm.is_model(name[5:])
+    return name in _REGISTRY
+
+
 def available() -> list[str]:
     """Registered names plus the `timm:` prefix (any timm architecture)."""
     return sorted(_REGISTRY) + ["timm:<name>"]

@@ -509,7 +509,7 @@ def test_profiles_validate_against_the_audits_schema():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"audit_generators": ["gan9"]}, "audit_generators.*gan9.*allowed values: cgan, cvae"),
+    ({"audit_generators": ["gan9"]}, "audit_generators.*gan9.*allowed values \\(each once\\): cgan, cvae"),
     ({"rare_classes": [12]}, r"rare_classes=\[12\].*allowed values: 0\.\.9"),
     ({"rare_fraction": 0}, "rare_fraction"),
     ({"audit_sizes": [10000]}, r"audit_sizes.*allowed: 2\.\.\d+"),

@@ -65,6 +65,11 @@ def available(pretrained: bool = False) -> list[str]:
     return sorted(n for n in _REGISTRY if pretrained or n not in PRETRAINED)
 
 
+def is_generator(name: str, pretrained: bool = True) -> bool:
+    """True for a registered generator family (the pretrained adapters too, unless `pretrained` is False)."""
+    return name in available(pretrained=pretrained)
+
+
 def is_pretrained(name: str) -> bool:
     """True for a family that is loaded with pretrained weights instead of trained here."""
     return name in PRETRAINED
