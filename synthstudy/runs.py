@@ -306,23 +306,10 @@ class Run:
         if not keys:
             return
         check_shippable(run_cell)
-        import submitit
-
         from .progress import tqdm
         parallel = _env_int("SYNTHSTUDY_PARALLEL", 1)
         folder = self.dir / "submitit"
-        if executor == "local":
-            ex = submitit.AutoExecutor(folder=folder, cluster="local")
-            threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1) // parallel)
-            ex.update_parameters(timeout_min=_env_int("SYNTHSTUDY_SLURM_TIMEOUT_MIN", 60 * 24))
-        else:
-            ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-            threads = _env_int("SYNTHSTUDY_SLURM_CPUS", 2)
-            extra = {"slurm_partition": os.environ["SYNTHSTUDY_SLURM_PARTITION"]} \
-                if os.environ.get("SYNTHSTUDY_SLURM_PARTITION") else {}
-            ex.update_parameters(timeout_min=_env_int("SYNTHSTUDY_SLURM_TIMEOUT_MIN", 60), cpus_per_task=threads,
-                                 gpus_per_node=_env_int("SYNTHSTUDY_SLURM_GPUS", 0), slurm_array_parallelism=parallel,
-                                 name=f"synthstudy-{self.notebook}", **extra)
+        ex, threads = make_executor(executor, folder, f"synthstudy-{self.notebook}")
         bar = tqdm(total=len(keys), desc=f"{self.notebook} cells ({executor})", disable=not progress)
         failures = []
         # local: submit `parallel` jobs, wait, repeat (submitit's local executor has no throttle of its own);
@@ -358,6 +345,33 @@ EXECUTORS = ("inline", "local", "slurm")
 # The study's notebooks in execution order: later ones read what earlier ones cached (the baseline first). Here,
 # not in reproduce, so that report and reproduce both read it without importing each other.
 STUDY_NOTEBOOKS = ("baseline", "generators", "scaling", "multiview", "audits")
+
+
+def make_executor(executor: str, folder: Path, name: str):
+    """The configured submitit executor for "local" or "slurm", and the torch threads each job uses.
+
+    "local": subprocesses, $SYNTHSTUDY_PARALLEL at a time, cores / parallel threads each. "slurm": one job per cell
+    in an array throttled to $SYNTHSTUDY_PARALLEL, with $SYNTHSTUDY_SLURM_PARTITION, $SYNTHSTUDY_SLURM_CPUS (default
+    2), $SYNTHSTUDY_SLURM_GPUS (default 0) and $SYNTHSTUDY_SLURM_TIMEOUT_MIN (default 60). tests/test_runs.py builds
+    the Slurm one against stand-in `srun` / `sbatch` and inspects what it would submit.
+    """
+    import submitit
+    parallel = _env_int("SYNTHSTUDY_PARALLEL", 1)
+    if executor == "local":
+        ex = submitit.AutoExecutor(folder=folder, cluster="local")
+        threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1) // parallel)
+        ex.update_parameters(timeout_min=_env_int("SYNTHSTUDY_SLURM_TIMEOUT_MIN", 60 * 24))
+        return ex, threads
+    if executor != "slurm":
+        raise ValueError(f"executor={executor!r} cannot submit jobs; allowed values: local, slurm")
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    threads = _env_int("SYNTHSTUDY_SLURM_CPUS", 2)
+    extra = {"slurm_partition": os.environ["SYNTHSTUDY_SLURM_PARTITION"]} \
+        if os.environ.get("SYNTHSTUDY_SLURM_PARTITION") else {}
+    ex.update_parameters(timeout_min=_env_int("SYNTHSTUDY_SLURM_TIMEOUT_MIN", 60), cpus_per_task=threads,
+                         gpus_per_node=_env_int("SYNTHSTUDY_SLURM_GPUS", 0), slurm_array_parallelism=parallel,
+                         name=name, **extra)
+    return ex, threads
 
 
 def executor_from_env() -> str:

@@ -175,6 +175,39 @@ def test_an_executor_refuses_cells_it_cannot_ship_before_submitting_anything(iso
     runs.check_shippable(cells.reuse_or_run("smoke", ("baseline",), device="cpu"))
 
 
+def test_the_slurm_path_builds_the_jobs_it_would_submit(isolated_results, monkeypatch, tmp_path, jobs_import_tests):
+    """No cluster here: stand-in `srun` / `sbatch` let submitit's own Slurm machinery build and "submit" the cells
+    of a grid; the batch script, its parameters and the pickled job (the cell function by reference) are checked."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text("#!/bin/sh\necho \"$@\" >> \"$SBATCH_LOG\"\necho 'Submitted batch job 4242'\n")
+    for tool in ("srun", "sbatch"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SBATCH_LOG", str(tmp_path / "sbatch.log"))
+    for name, value in {"SYNTHSTUDY_SLURM_PARTITION": "gpu", "SYNTHSTUDY_SLURM_GPUS": "1", "SYNTHSTUDY_SLURM_CPUS": "4",
+                        "SYNTHSTUDY_SLURM_TIMEOUT_MIN": "90", "SYNTHSTUDY_PARALLEL": "3"}.items():
+        monkeypatch.setenv(name, value)
+    ex, threads = runs.make_executor("slurm", tmp_path / "submitit", "synthstudy-demo")
+    assert threads == 4
+    script = ex._executor._make_submission_file_text("python -m submitit.core._submit", "UID")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --cpus-per-task=4", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --time=90", "#SBATCH --job-name=synthstudy-demo"):
+        assert line in script, line
+    with ex.batch():
+        jobs = [ex.submit(runs._job, str(tmp_path / f"cell{n}"), {"n": n}, functools.partial(score_cell, offset=1), 4)
+                for n in range(5)]
+    assert {job.job_id.split("_")[0] for job in jobs} == {"4242"}          # one array of 5, 3 at a time
+    submitted = "".join(p.read_text() for p in (tmp_path / "submitit").rglob("*.sh"))
+    assert "#SBATCH --array=0-4%3" in submitted
+    import cloudpickle
+    pickled = sorted((tmp_path / "submitit").rglob("*_submitted.pkl"))
+    assert len(pickled) == 5
+    delayed = cloudpickle.loads(pickled[0].read_bytes())
+    assert delayed.function is runs._job and delayed.args[2].func is score_cell   # by reference, importable
+
+
 def test_unknown_executor_is_refused(monkeypatch):
     monkeypatch.setenv("SYNTHSTUDY_EXECUTOR", "ray")
     with pytest.raises(ValueError, match="executor='ray'.*inline, local, slurm"):
