@@ -21,7 +21,10 @@ def comparable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[c for c in frame.columns if not any(v in c for v in VOLATILE)]]
 
 
-def run_study(root, monkeypatch, executor: str):
+def run_study(root, monkeypatch, executor: str) -> float:
+    """Run the smoke study under `executor`; returns its wall time in seconds (printed by the test, for the README)."""
+    import time
+    start = time.perf_counter()
     with monkeypatch.context() as patch:
         patch.setenv("SYNTHSTUDY_RESULTS", str(root))
         patch.setenv("SYNTHSTUDY_THREADS", "1")
@@ -29,12 +32,15 @@ def run_study(root, monkeypatch, executor: str):
         patch.setenv("SYNTHSTUDY_PARALLEL", "2")
         for name in runs.STUDY_NOTEBOOKS:
             reproduce.execute(name, "smoke", progress=False)
+    return time.perf_counter() - start
 
 
 @pytest.mark.executors
 def test_the_whole_smoke_study_gives_the_same_records_under_the_local_executor(tmp_path, monkeypatch):
-    run_study(tmp_path / "inline", monkeypatch, "inline")
-    run_study(tmp_path / "local", monkeypatch, "local")
+    inline_seconds = run_study(tmp_path / "inline", monkeypatch, "inline")
+    local_seconds = run_study(tmp_path / "local", monkeypatch, "local")
+    print(f"\nsmoke study wall time, one run: inline (1 thread) {inline_seconds:.0f} s, EXECUTOR=local with 2 jobs "
+          f"at a time (1 thread each) {local_seconds:.0f} s, on {runs.cpu_model()}")
     for name in runs.STUDY_NOTEBOOKS:
         inline_dir, local_dir = tmp_path / "inline" / "smoke" / name, tmp_path / "local" / "smoke" / name
         jobs = list((local_dir / "submitit").glob("*_result.pkl")) + list((local_dir / "submitit").glob("*.out"))
