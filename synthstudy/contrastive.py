@@ -645,12 +645,11 @@ def _stratified(split: ImageSet, size) -> ImageSet:
     return split.take(data.stratified_indices(split.labels.numpy(), size, seed=0))
 
 
-@functools.lru_cache(maxsize=2)
 def _splits(dataset: str, val_size: int, allow_download: bool):
-    """(splits, pool, validation), loaded once per process."""
-    from . import data
-    splits = data.load(dataset, allow_download=allow_download)
-    return (splits, *data.holdout(splits.train, val_size, seed=0))
+    """(splits, pool, validation), loaded once per process: the classifier cells' context (`cells.context`)."""
+    from . import cells
+    ctx = cells.context(dataset, val_size, allow_download)
+    return ctx.splits, ctx.pool, ctx.val
 
 
 @functools.lru_cache(maxsize=4)
@@ -671,8 +670,10 @@ def views_generator(name: str, dataset: str, val_size: int, steps: int, seed: in
     cached model), loaded once per process and moved to where the encoder trains (views decode there)."""
     from . import generators
     pool = _splits(dataset, val_size, allow_download)[1]
+    # a pretrained generator: its weights from $SYNTHSTUDY_PRETRAINED/<name>, or downloaded with consent
+    config = {"allow_download": bool(allow_download)} if generators.is_pretrained(name) else {}
     gen, _ = generators.fit_on_subset(name, pool, dataset=dataset, n="all", subset_seed=0, steps=steps, seed=seed,
-                                      config={}, device=device, progress=progress)
+                                      config=config, device=device, progress=progress)
     return gen.to(train.resolve_device(device))
 
 
