@@ -289,7 +289,9 @@ class Run:
                 metrics = record["metrics"]
                 line = describe(key, metrics) if describe else f"{_slug(key)}: {metrics}"
                 bar.write(f"[{self.notebook}] {line} ({record['seconds']:.1f} s)")
-            records.append(json.loads(json.dumps(record, default=_jsonable)))
+            # as stored on disk (sorted keys): a record computed now and one loaded from an earlier run or a job
+            # give the same row, columns in the same order
+            records.append(json.loads(json.dumps(record, default=_jsonable, sort_keys=True)))
         if progress:
             print(f"[{self.notebook}] {len(keys)} cells: {len(keys) - todo} reused from earlier runs, {todo} run now")
         return records

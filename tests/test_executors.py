@@ -47,7 +47,7 @@ def test_the_whole_smoke_study_gives_the_same_records_under_the_local_executor(t
         assert jobs, f"{name}: no cell ran as a local job"
         for table in sorted(p.name for p in inline_dir.glob("*.csv")):
             a, b = pd.read_csv(inline_dir / table), pd.read_csv(local_dir / table)
-            assert list(a.columns) == list(b.columns), f"{name}/{table}: columns differ"
+            assert list(a.columns) == list(b.columns), f"{name}/{table}: columns differ"   # same order, too
             pd.testing.assert_frame_equal(comparable(a), comparable(b), check_exact=False, rtol=1e-9,
                                           obj=f"{name}/{table}")
         inline_keys = {json.dumps(json.loads(p.read_text())["key"], sort_keys=True)
