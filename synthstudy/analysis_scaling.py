@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import metrics, sources
 
 ARM_ORDER = {"real": 0, "stream": 1, "pool": 2, "mix": 3, "mix_replace": 4}
 
@@ -65,10 +65,9 @@ def arm_labels(table: pd.DataFrame, batch_size: int) -> pd.DataFrame:
             out[column] = np.nan
     out["synthetic_fraction"] = np.select([out["arm"] == "real", out["arm"].isin(["mix", "mix_replace"])],
                                           [0.0, out["synthetic_fraction"]], 1.0)
-    fraction = out["synthetic_fraction"]
-    per_step = np.where(out["arm"] == "mix", np.round(batch_size * fraction / (1 - fraction.where(fraction < 1, 0))),
-                        np.round(fraction * batch_size))
-    out["unique_synthetic"] = np.where(out["arm"] == "pool", out["m"], per_step * out["steps"]).astype(int)
+    per_step = [sources.extra_synthetic(batch_size, f) if arm == "mix" else round(f * batch_size)
+                for arm, f in zip(out["arm"], out["synthetic_fraction"])]
+    out["unique_synthetic"] = np.where(out["arm"] == "pool", out["m"], np.asarray(per_step) * out["steps"]).astype(int)
 
     def variant(row):
         if row["arm"] == "pool":

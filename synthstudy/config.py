@@ -222,12 +222,20 @@ class TrainingParams(BaseModel):
                                         progress=progress)
 
 
-class BaselineParams(StudyParams, TrainingParams):
+class BudgetCheck(BaseModel):
+    """The real arm's budget check, shared by the notebooks with a real curve (baseline, scaling)."""
+
+    budget_check_sizes: Sizes = Field(default_factory=list)   # N rerun at 2x the budget, scored on validation
+
+    def budget_sizes(self) -> list[int]:
+        return resolve_sizes(self.budget_check_sizes, pool_size(self))
+
+
+class BaselineParams(StudyParams, TrainingParams, BudgetCheck):
     """notebooks/baseline: test accuracy vs the number N of real training images."""
 
     train_sizes: Sizes = Field(min_length=1)
     val_size: int = Field(ge=1)           # the budget check and every selection score on validation
-    budget_check_sizes: Sizes = Field(default_factory=list)   # N rerun at 2x the budget
 
     @model_validator(mode="after")
     def _sizes_fit(self):
@@ -237,9 +245,6 @@ class BaselineParams(StudyParams, TrainingParams):
             raise ValueError(f"budget_check_sizes {sorted(missing)} are not in train_sizes: the check doubles the "
                              f"budget of cells the grid runs; allowed: a subset of train_sizes")
         return self
-
-    def budget_sizes(self) -> list[int]:
-        return resolve_sizes(self.budget_check_sizes, pool_size(self))
 
     def resolved_sizes(self) -> list[int]:
         return resolve_sizes(self.train_sizes, pool_size(self))
@@ -283,11 +288,10 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
         return self
 
 
-class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
+class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets, BudgetCheck):
     """notebooks/scaling: real vs synthetic (fixed pool, online stream, mixed) training data across N."""
 
     train_sizes: Sizes = Field(min_length=1)   # the real curve (the baseline's sizes)
-    budget_check_sizes: Sizes = Field(default_factory=list)   # N rerun at 2x the budget
     scaling_sizes: Sizes = Field(min_length=1)
     scaling_generators: GeneratorNames = Field(min_length=1)
     pool_multiples: list[int]             # may be empty: no fixed-pool arm
@@ -316,9 +320,6 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets):
             raise ValueError("no synthetic arm left: give pool_multiples or mix_fractions, or set stream to true")
         check_sizes_fit(self, "train_sizes", "scaling_sizes", "budget_check_sizes")
         return self
-
-    def budget_sizes(self) -> list[int]:
-        return resolve_sizes(self.budget_check_sizes, pool_size(self))
 
     def resolved_sizes(self) -> list[int]:
         """The N of the synthetic arms (each also gets the real arm, for a paired comparison)."""

@@ -17,6 +17,7 @@ to a temporary file in the same folder and is renamed into place, so a killed ru
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -49,12 +50,6 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
-def glob_escape(name: str) -> str:
-    """`name` with glob's special characters escaped (figure and record names may contain [ or *)."""
-    import glob
-    return glob.escape(name)
-
-
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path next to `path`; on success rename it onto `path` (atomic on POSIX)."""
@@ -62,7 +57,7 @@ def atomic_path(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     # a write killed outright (SIGKILL, power loss) cannot clean up after itself: its hidden temporary is removed by
     # the next write of the same file (one writer per file in this project: cells write their own folders)
-    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):     # names may hold [ or *
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -107,16 +107,20 @@ def test_biggan_samples_class_conditionally_in_range_and_deterministically(bigga
     assert gen.history["pretrained"] == "biggan-deep-128" and gen.history["seconds"] == 0.0
 
 
-def test_biggan_latent_views_nearby_latents_give_similar_images(biggan_dir):
-    gen = make_biggan(biggan_dir, classes=WNIDS)          # one ImageNet class each: the latent is BigGAN's z only
-    assert gen.latent_dim == 8 and not gen.has_selector
-    labels = torch.tensor([0, 1, 2] * 4)
+def assert_nearby_latents_decode_closer(gen, labels):
+    """Latent views: z + 0.05 eps decodes closer to z's image than z + eps (and not to the same image)."""
     z = gen.sample_latents(labels, seeded(0))
     eps = torch.randn(z.shape, generator=seeded(1))
     x = gen.decode(z, labels)
     near = (gen.decode(z + 0.05 * eps, labels) - x).abs().mean()
     far = (gen.decode(z + 1.0 * eps, labels) - x).abs().mean()
     assert 0 < near < far
+
+
+def test_biggan_latent_views_nearby_latents_give_similar_images(biggan_dir):
+    gen = make_biggan(biggan_dir, classes=WNIDS)          # one ImageNet class each: the latent is BigGAN's z only
+    assert gen.latent_dim == 8 and not gen.has_selector
+    assert_nearby_latents_decode_closer(gen, torch.tensor([0, 1, 2] * 4))
 
 
 def test_biggan_truncation_bounds_the_latent_and_is_checked(biggan_dir):
@@ -165,13 +169,7 @@ def test_dit_samples_class_conditionally_in_range_and_deterministically(dit_dir)
 
 def test_dit_latent_is_the_initial_noise_and_nearby_noise_gives_similar_images(dit_dir):
     gen = make_dit(dit_dir, guidance_scale=1.0)
-    labels = torch.tensor([0, 1, 2] * 3)
-    z = gen.sample_latents(labels, seeded(0))
-    eps = torch.randn(z.shape, generator=seeded(1))
-    x = gen.decode(z, labels)
-    near = (gen.decode(z + 0.05 * eps, labels) - x).abs().mean()
-    far = (gen.decode(z + 1.0 * eps, labels) - x).abs().mean()
-    assert 0 < near < far
+    assert_nearby_latents_decode_closer(gen, torch.tensor([0, 1, 2] * 3))
 
 
 def test_dit_on_cpu_needs_consent(dit_dir):
