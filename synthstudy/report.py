@@ -152,6 +152,37 @@ def bench_section() -> str | None:
     return "\n".join(lines).strip() or None
 
 
+def timing_section(profile: str) -> str | None:
+    """How long each notebook's latest execution took, from results/<profile>/reproduce.jsonl (written by
+    `make reproduce`), with how many of its cells that execution computed (the rest were reused): only an
+    execution that computed all its cells is a first-run time."""
+    path = runs.results_root() / profile / "reproduce.jsonl"
+    if not path.is_file():
+        return None
+    latest = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            latest[entry["notebook"]] = entry          # the log is in time order: the last line wins
+    order = [nb for nb in (*runs.STUDY_NOTEBOOKS, "report") if nb in latest]
+    if not order:
+        return None
+    import pandas as pd
+
+    def cells(entry):
+        return (f"{entry['cells_computed']:,} of {entry['cells_total']:,}" if "cells_total" in entry else "not logged")
+    rows = [{"notebook": nb, "minutes": round(latest[nb]["seconds"] / 60, 1), "cells computed": cells(latest[nb]),
+             "CPU": latest[nb]["cpu_model"], "threads": latest[nb]["threads"], "git": latest[nb]["git"],
+             "finished": latest[nb]["finished"][:16].replace("T", " ")} for nb in order]
+    total = sum(latest[nb]["seconds"] for nb in order) / 60
+    return "\n".join([f"### Wall time of `make reproduce PROFILE={profile}`", "",
+                      (f"Each notebook's latest execution, from `results/{profile}/reproduce.jsonl`; "
+                       f"together **{total:.0f} min**. A notebook that reused cells from an earlier execution "
+                       "(\"cells computed\" below its total) took less than a first run would; generators trained "
+                       "into `results/cache/` by an earlier notebook are reused without being counted here."), "",
+                      markdown_table(pd.DataFrame(rows))])
+
+
 def study_runs(profile: str) -> dict[str, Path]:
     """The study notebooks that have a finished run folder for `profile` (in the study's order)."""
     STUDY = runs.STUDY_NOTEBOOKS
@@ -164,7 +195,7 @@ def sections(profile: str) -> list[str]:
     found = study_runs(profile)
     parts = [baseline_section(profile) if "baseline" in found else None]
     parts += [notebook_section(profile, nb) for nb in found if nb != "baseline"]
-    return [p for p in (*parts, bench_section()) if p]
+    return [p for p in (timing_section(profile), *parts, bench_section()) if p]
 
 
 def update_readme(profile: str, readme: Path = README) -> None:

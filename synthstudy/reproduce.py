@@ -58,10 +58,19 @@ def check_parameters(names, profile: str, overrides: dict) -> dict[str, set]:
     return declared_by
 
 
-def log_timing(profile: str, name: str, seconds: float) -> None:
-    """Append one line per executed notebook to results/<profile>/reproduce.jsonl: how long it took, on which CPU,
-    at which commit. Wall times in the README come from this log (a first run with an empty cache trains every
-    generator; a rerun skips finished cells, so both kinds of line are kept, in order)."""
+def cell_counts(profile: str, name: str, since: float) -> tuple[int, int]:
+    """(cells this execution computed, cells the notebook's run folder holds): a record written after `since` (a
+    time.time()) was computed now; the others were reused from an earlier execution."""
+    records = list((results_root() / profile / name / "cells").glob("*/record.json"))
+    return sum(r.stat().st_mtime >= since for r in records), len(records)
+
+
+def log_timing(profile: str, name: str, seconds: float, computed: int | None = None,
+               total: int | None = None) -> None:
+    """Append one line per executed notebook to results/<profile>/reproduce.jsonl: how long it took, how many of
+    its cells it computed (the rest were reused), on which CPU, at which commit. The README's timing table is
+    generated from this log (`report.timing_section`): a first run with an empty cache computes every cell and
+    trains every generator; a rerun skips finished cells, so both kinds of line are kept, in order."""
     import json
 
     from .runs import cpu_model, git_state
@@ -69,6 +78,8 @@ def log_timing(profile: str, name: str, seconds: float) -> None:
     line = {"notebook": name, "profile": profile, "seconds": round(seconds, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_model": cpu_model(),
             "threads": cpu_threads(), "git": git_state().get("sha", "")[:8]}
+    if computed is not None:
+        line.update(cells_computed=computed, cells_total=total)
     path = results_root() / profile / "reproduce.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as log:          # appends of one short line: no partial record survives a crash
@@ -91,13 +102,13 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
     values = {**config.load_profile(profile), **(overrides or {}), "profile": profile}
     params = {k: v for k, v in values.items() if k in declared}
     output = out_dir / f"{name}.ipynb"
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     # log_output streams what the notebook prints (one summary line per finished grid cell) to this terminal
     papermill.execute_notebook(str(input_path), str(output), parameters=params, kernel_name=kernel,
                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=progress)
     input_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    log_timing(profile, name, seconds)
+    log_timing(profile, name, seconds, *cell_counts(profile, name, started_at))
     print(f"[reproduce] {name} on {profile}: {seconds:.0f} s -> {output}", flush=True)
     if name == "report":
         from .report import export_html

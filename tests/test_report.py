@@ -66,3 +66,20 @@ def test_publish_copies_a_runs_figures_and_nothing_else(tmp_path, isolated_resul
     copied = plots.publish(run.dir, tmp_path / "figures")
     assert sorted(p.name for p in copied) == ["curve.png", "curve.svg"]
     assert (tmp_path / "figures" / "curve.png").read_bytes() == (run.dir / "figures" / "curve.png").read_bytes()
+
+
+def test_timing_section_shows_each_notebooks_latest_execution_and_what_it_computed(isolated_results):
+    from synthstudy import reproduce
+    assert report.timing_section("quick") is None                       # no log, no section
+    run = make_run("baseline", [])
+    cell = run.dir / "cells" / "a" / "record.json"
+    cell.parent.mkdir(parents=True)
+    cell.write_text("{}")
+    assert reproduce.cell_counts("quick", "baseline", since=0.0) == (1, 1)
+    assert reproduce.cell_counts("quick", "baseline", since=cell.stat().st_mtime + 1) == (0, 1)
+    reproduce.log_timing("quick", "baseline", 600.0, 24, 24)            # a first run ...
+    reproduce.log_timing("quick", "baseline", 30.0, 0, 24)              # ... then a rerun: the last line wins
+    reproduce.log_timing("quick", "generators", 1200.0)                 # an old line without cell counts
+    text = report.timing_section("quick")
+    assert "together **20 min**" in text                                # 30 s + 1,200 s, not the 600 s run
+    assert "| baseline | 0.5 | 0 of 24 |" in text and "| generators | 20 | not logged |" in text
