@@ -7,6 +7,11 @@ A notebook's `parameters` cell holds flat, typed values (the quick profile's); p
 
 which checks types, ranges and allowed names and raises one `ParameterError` listing every bad value, naming the
 parameter and what is allowed. The same schema validates JupyterLab edits and papermill runs.
+
+Layout: one annotated type per concept (`Sizes`, `ModelName`, `GeneratorNames`, ...: the check lives in the type,
+so every schema checks a field the same way), the blocks notebooks share (`StudyParams`, `TrainingParams`,
+`RealCurve`, `GeneratorBudgets`), then one schema per notebook. Dataset facts come from `data`, names from the
+model and generator registries.
 """
 from __future__ import annotations
 
@@ -14,26 +19,12 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from . import data as data_module
+from . import contrastive, data, generators, models
 from . import train as train_module
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-# Train-split sizes, known before loading, so an impossible N is refused before anything runs.
-TRAIN_SIZES = {"fashion_mnist": 60000, "digits": 1348, "cifar10": 50000}   # imagefolder: counted, see train_size
-
-
-def train_size(params) -> int:
-    """The train split's size: fixed for the built-in datasets, counted on disk (no decoding) for an image folder."""
-    if params.dataset != "imagefolder":
-        return TRAIN_SIZES[params.dataset]
-    from . import imagefolder
-    try:
-        return imagefolder.train_size(params.data_root or None)
-    except data_module.DataNotFoundError as err:
-        raise ValueError(str(err)) from None        # pydantic reports ValueErrors as parameter errors
 
 
 class ParameterError(ValueError):
@@ -51,102 +42,117 @@ def load_profile(name: str) -> dict:
     return yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text()) or {}
 
 
+def validate(schema: type[BaseModel], params: dict):
+    """Validate a dict against a schema; unknown names and bad values raise ParameterError (all at once)."""
+    try:
+        return schema(**params)
+    except ValidationError as err:
+        lines = [f"invalid parameters for {schema.__name__}:"]
+        for e in err.errors():
+            name = ".".join(str(p) for p in e["loc"]) or "(combination)"
+            got = f" (got {params.get(e['loc'][0])!r})" if e["loc"] else ""
+            lines.append(f"  - parameter '{name}': {e['msg'].removeprefix('Value error, ')}{got}")
+        raise ParameterError("\n".join(lines)) from None
+
+
+def from_namespace(schema: type[BaseModel], namespace: dict):
+    """Pick the schema's fields out of a notebook's globals() and validate them."""
+    missing = [name for name, f in schema.model_fields.items() if name not in namespace and f.is_required()]
+    if missing:
+        raise ParameterError(f"the parameters cell does not define {missing} (needed by {schema.__name__})")
+    return validate(schema, {name: namespace[name] for name in schema.model_fields if name in namespace})
+
+
 def pool_size(params) -> int:
     """Training images left once `val_size` is held out of the train split; refuses a holdout that leaves none."""
-    total = train_size(params)
+    try:
+        total = data.train_size(params.dataset, params.data_root or None)
+    except data.DataNotFoundError as err:
+        raise ValueError(str(err)) from None        # pydantic reports ValueErrors as parameter errors
     if params.val_size >= total:
         raise ValueError(f"val_size={params.val_size} leaves no training images (dataset={params.dataset!r} has "
                          f"{total}); allowed: val_size below {total}")
     return total - params.val_size
 
 
-def check_sizes_fit(params, *names: str) -> int:
-    """Refuse any N in the named size lists larger than the pool (`pool_size`); returns the pool size."""
-    pool = pool_size(params)
-    for name in names:
-        too_big = [n for n in getattr(params, name) if n != "all" and n > pool]
-        if too_big:
-            raise ValueError(f"{name} {too_big} exceed the {pool} images left for training "
-                             f"(dataset={params.dataset!r}, val_size={params.val_size}); allowed: 1..{pool} or 'all'")
-    return pool
+# ---------------------------------------------------------------- one annotated type per concept
+def _as_list(v) -> list:
+    return v if isinstance(v, list) else [v]
 
 
-def resolve_sizes(sizes, pool: int) -> list[int]:
-    """Sizes with 'all' replaced by the pool size, deduplicated and sorted."""
-    return sorted({pool if n == "all" else n for n in sizes})
+def _rule(ok, allowed: str) -> AfterValidator:
+    """A value passing `ok`, or a list of distinct ones; the message names what is allowed."""
+    def check(v):
+        items = _as_list(v)
+        bad = [x for x in items if not ok(x)]
+        if bad and not isinstance(v, list):
+            raise ValueError(f"allowed values: {allowed}")
+        if bad or len(set(items)) != len(items):
+            raise ValueError(f"{bad}: allowed values (each once): {allowed}" if bad else
+                             f"values must be distinct; allowed values (each once): {allowed}")
+        return v
+    return AfterValidator(check)
 
 
-# ---------------------------------------------------------------- one validator per concept
-def _sizes(v):
-    bad = [n for n in v if n != "all" and n <= 0]
-    if bad or len(set(v)) != len(v):
-        raise ValueError(f"sizes must be distinct positive integers or 'all', got {v}")
+def _one_of(allowed, why: str = "") -> AfterValidator:
+    return _rule(lambda v: v in allowed, why + ", ".join(allowed))
+
+
+def _generators(pretrained: bool) -> AfterValidator:
+    """Registered generator families (the pretrained adapters too, if `pretrained`)."""
+    return _one_of(generators.available(pretrained=pretrained))
+
+
+def _device(v):
+    if v not in train_module.DEVICES and not (v.startswith("cuda:") and v[5:].isdigit()):
+        raise ValueError(f"allowed values: {', '.join(train_module.DEVICES)}, cuda:<index>")
+    train_module.resolve_device(v)          # cuda / mps asked for on a machine without them: refused now
     return v
 
 
 def _model_name(v):
-    from . import models
-    if not models.is_model(v):
-        if v.startswith("timm:"):
-            raise ValueError(f"timm has no model {v[5:]!r}; allowed: timm:<name> for a name in timm.list_models()")
-        raise ValueError(f"allowed values: {', '.join(models.available())}")
-    return v
-
-
-def _generator_names(pretrained: bool):
-    def check(v):
-        from . import generators
-        names = [v] if isinstance(v, str) else list(v)
-        unknown = [n for n in names if not generators.is_generator(n, pretrained=pretrained)]
-        if unknown or len(set(names)) != len(names):
-            raise ValueError(f"{unknown or 'a name listed twice'}: allowed values (each once): "
-                             f"{', '.join(generators.available(pretrained=pretrained))}")
+    if models.is_model(v):
         return v
-    return check
+    if v.startswith("timm:"):
+        raise ValueError(f"timm has no model {v[5:]!r}; allowed: timm:<name> for a name in timm.list_models()")
+    raise ValueError(f"allowed values: {', '.join(models.available())}")
 
 
-def _steps_per_family(pretrained: bool):
-    def check(v):
-        from . import generators
-        unknown = sorted(n for n in v if not generators.is_generator(n, pretrained=pretrained))
-        if unknown:
-            raise ValueError(f"unknown generator(s) {unknown}; allowed keys: "
-                             f"{', '.join(generators.available(pretrained=pretrained))}")
-        bad = {k: n for k, n in v.items() if isinstance(n, bool) or not (isinstance(n, int) and n > 0)}
-        if bad:
-            raise ValueError(f"steps must be positive integers, got {bad}")
-        return v
-    return check
+# Marks a size field ('all' = the pool) whose every N must fit in the pool: StudyParams checks them all at once.
+FITS_POOL = "fits the pool"
 
-
-def require_steps(budgets: dict, names, field: str, budget_field: str = "gen_steps") -> None:
-    """Refuse generators named in `field` that have no training budget in `budget_field`."""
-    missing = sorted({n for n in ([names] if isinstance(names, str) else names) if n not in budgets})
-    if missing:
-        raise ValueError(f"{budget_field} has no entry for {missing}; give every generator in {field} its training "
-                         f"steps")
-
-
-Sizes = Annotated[list[Union[int, Literal["all"]]], AfterValidator(_sizes)]
+Profile = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+Device = Annotated[str, AfterValidator(_device)]
+_DISTINCT_SEEDS = _rule(lambda s: True, "integers (a repeated seed is the same run twice)")
+Seeds = Annotated[list[int], Field(min_length=3), _DISTINCT_SEEDS]
+_SIZES = _rule(lambda n: n == "all" or n > 0, "positive integers or 'all'")
+Size = Annotated[Union[int, Literal["all"]], _SIZES]
+Sizes = Annotated[list[Union[int, Literal["all"]]], _SIZES, FITS_POOL]
+Multiples = Annotated[list[int], _rule(lambda m: m > 0, "positive integers")]
+Margin = Annotated[float, Field(gt=0, lt=1)]     # a difference (accuracy, share) still called "the same" (TOST)
 ModelName = Annotated[str, AfterValidator(_model_name)]
-GeneratorName = Annotated[str, AfterValidator(_generator_names(pretrained=True))]
-GeneratorNames = Annotated[list[str], AfterValidator(_generator_names(pretrained=True))]
-TrainedGeneratorNames = Annotated[list[str], AfterValidator(_generator_names(pretrained=False))]
-StepsPerFamily = Annotated[dict[str, int], AfterValidator(_steps_per_family(pretrained=True))]
-TrainedStepsPerFamily = Annotated[dict[str, int], AfterValidator(_steps_per_family(pretrained=False))]
+GeneratorName = Annotated[str, _generators(pretrained=True)]
+GeneratorNames = Annotated[list[str], _generators(pretrained=True)]
+TrainedGeneratorNames = Annotated[list[str], _generators(pretrained=False)]
+Steps = Annotated[int, Field(gt=0)]
+StepsPerFamily = dict[GeneratorName, Steps]
+TrainedStepsPerFamily = dict[Annotated[str, _generators(pretrained=False)], Steps]
 
 
+# ---------------------------------------------------------------- blocks the notebooks share
 class StudyParams(BaseModel):
-    """Parameters every notebook shares."""
+    """Parameters every notebook shares: the data, its validation holdout, the seeds, where to compute."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    profile: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
-    dataset: Literal["fashion_mnist", "digits", "cifar10", "imagefolder"]
+    profile: Profile
+    dataset: Literal[data.DATASETS]
+    val_size: int = Field(ge=1)             # held out of train: every selection, budget check, quality reference
     allow_download: bool = False
-    device: str = "auto"
-    seeds: list[int] = Field(min_length=3)
+    device: Device = "auto"
+    seeds: Seeds
     progress: bool = True
+    equivalence_margin: Margin = 0.01       # accuracy difference still called equivalent
     # dataset=imagefolder and pretrained generators (synthstudy.imagefolder, synthstudy.generators.pretrained)
     data_root: str = ""                       # image folder root; "" = $SYNTHSTUDY_IMAGEFOLDER
     image_size: int = Field(default=64, ge=8)  # image folder images are resized to image_size x image_size
@@ -154,28 +160,23 @@ class StudyParams(BaseModel):
     allow_cpu_pretrained: bool = False        # consent to run a GPU-sized pretrained generator on the CPU
 
     @model_validator(mode="after")
-    def _pretrained_ready(self):
-        from . import generators
+    def _ready(self):
+        self._check_sizes_fit()
         generators.check_study_params(self)   # a pretrained generator's classes, weights, device: before any compute
         return self
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v):
-        if v not in train_module.DEVICES and not (v.startswith("cuda:") and v[5:].isdigit()):
-            raise ValueError(f"allowed values: {', '.join(train_module.DEVICES)}, cuda:<index>")
-        try:
-            train_module.resolve_device(v)          # cuda / mps asked for on a machine without them: refuse now
-        except ValueError as err:
-            raise ValueError(str(err)) from None
-        return v
+    def _check_sizes_fit(self) -> None:
+        """Refuse a holdout that leaves no training images, and any N of a FITS_POOL field larger than the pool."""
+        pool = pool_size(self)
+        for name in [name for name, info in type(self).model_fields.items() if FITS_POOL in info.metadata]:
+            too_big = [n for n in _as_list(getattr(self, name)) if n != "all" and n > pool]
+            if too_big:
+                raise ValueError(f"{name} {too_big} exceed the {pool} images left for training (dataset="
+                                 f"{self.dataset!r}, val_size={self.val_size}); allowed: 1..{pool} or 'all'")
 
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, v):
-        if len(set(v)) != len(v):
-            raise ValueError("seeds must be distinct (a repeated seed is the same run twice)")
-        return v
+    def resolve(self, sizes) -> list[int]:
+        """Sizes with 'all' replaced by the pool size, deduplicated and sorted."""
+        return sorted({pool_size(self) if n == "all" else n for n in sizes})
 
 
 class TrainingParams(BaseModel):
@@ -188,17 +189,8 @@ class TrainingParams(BaseModel):
     max_steps: int = Field(gt=0)
     batch_size: int = Field(gt=0)
     lr: float = Field(gt=0)
-    augment: str
-    tta: str = "flip"
-    equivalence_margin: float = Field(default=0.01, gt=0, lt=1)   # accuracy difference still called equivalent
-
-    @field_validator("augment", "tta")
-    @classmethod
-    def _one_of(cls, v, info):
-        allowed = {"augment": train_module.AUGMENTATIONS, "tta": train_module.TTA}[info.field_name]
-        if v not in allowed:
-            raise ValueError(f"allowed values: {', '.join(allowed)}")
-        return v
+    augment: Annotated[str, _one_of(train_module.AUGMENTATIONS)]
+    tta: Annotated[str, _one_of(train_module.TTA)] = "flip"
 
     @model_validator(mode="after")
     def _step_range(self):
@@ -216,38 +208,28 @@ class TrainingParams(BaseModel):
                 "batch_size": self.batch_size, "lr": self.lr, "augment": self.augment, "tta": self.tta,
                 "classifier_version": train_module.CLASSIFIER_VERSION}
 
-    def train_config(self, seed: int, device: str, progress: bool, steps: int) -> train_module.TrainConfig:
-        return train_module.TrainConfig(steps=steps, batch_size=self.batch_size, lr=self.lr,
-                                        augment=self.augment, tta=self.tta, seed=seed, device=device,
-                                        progress=progress)
 
-
-class BudgetCheck(BaseModel):
-    """The real arm's budget check, shared by the notebooks with a real curve (baseline, scaling)."""
-
-    budget_check_sizes: Sizes = Field(default_factory=list)   # N rerun at 2x the budget, scored on validation
-
-    def budget_sizes(self) -> list[int]:
-        return resolve_sizes(self.budget_check_sizes, pool_size(self))
-
-
-class BaselineParams(StudyParams, TrainingParams, BudgetCheck):
-    """notebooks/baseline: test accuracy vs the number N of real training images."""
+class RealCurve(BaseModel):
+    """The real arm's curve and its budget check (baseline, scaling): the check reruns some of the curve's N at
+    twice the budget and scores them on validation, so its N must be cells the grid runs."""
 
     train_sizes: Sizes = Field(min_length=1)
-    val_size: int = Field(ge=1)           # the budget check and every selection score on validation
+    budget_check_sizes: Sizes = Field(default_factory=list)
+
+    def real_sizes(self) -> list[int]:
+        return self.resolve(self.train_sizes)
+
+    def budget_sizes(self) -> list[int]:
+        return self.resolve(self.budget_check_sizes)
 
     @model_validator(mode="after")
-    def _sizes_fit(self):
-        check_sizes_fit(self, "train_sizes", "budget_check_sizes")
-        missing = set(resolve_sizes(self.budget_check_sizes, pool_size(self))) - set(self.resolved_sizes())
+    def _budget_check_in_grid(self):
+        self._check_sizes_fit()     # first (pydantic runs this mixin's check before StudyParams'): the clearer message
+        missing = set(self.budget_sizes()) - set(self.real_sizes())
         if missing:
             raise ValueError(f"budget_check_sizes {sorted(missing)} are not in train_sizes: the check doubles the "
-                             f"budget of cells the grid runs; allowed: a subset of train_sizes")
+                             f"budget of cells the grid runs; allowed: a subset of {self.real_sizes()}")
         return self
-
-    def resolved_sizes(self) -> list[int]:
-        return resolve_sizes(self.train_sizes, pool_size(self))
 
 
 class GeneratorBudgets(BaseModel):
@@ -255,13 +237,26 @@ class GeneratorBudgets(BaseModel):
 
     gen_steps: StepsPerFamily
     gen_seed: int = Field(ge=0)
-    val_size: int = Field(ge=0)
 
     @model_validator(mode="before")
     @classmethod
     def _pretrained_need_no_steps(cls, values):
-        from . import generators
         return generators.fill_pretrained_steps(values)   # pretrained generators are not trained: nominal budget 1
+
+    def _require_steps(self, *fields: str, budget: str = "gen_steps") -> None:
+        """Refuse generators named in `fields` that have no training budget in `budget`."""
+        missing = sorted({n for f in fields for n in _as_list(getattr(self, f)) if n not in getattr(self, budget)})
+        if missing:
+            raise ValueError(f"{budget} has no entry for {missing}; give every generator in {' and '.join(fields)} "
+                             f"its training steps")
+
+
+# ---------------------------------------------------------------- one schema per notebook
+class BaselineParams(StudyParams, TrainingParams, RealCurve):
+    """notebooks/baseline: test accuracy vs the number N of real training images."""
+
+    def resolved_sizes(self) -> list[int]:
+        return self.real_sizes()
 
 
 class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
@@ -281,53 +276,34 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
         if outside:
             raise ValueError(f"cas_generators {outside} are not in generator_names; allowed: a subset of "
                              f"{self.generator_names}")
-        require_steps(self.gen_steps, self.generator_names, "generator_names")
-        if not 0 < self.val_size < train_size(self):
-            raise ValueError(f"val_size={self.val_size}: the quality metrics compare samples with the validation "
-                             f"holdout; allowed: 1..{train_size(self) - 1}")
+        self._require_steps("generator_names")
         return self
 
 
-class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets, BudgetCheck):
+class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets, RealCurve):
     """notebooks/scaling: real vs synthetic (fixed pool, online stream, mixed) training data across N."""
 
-    train_sizes: Sizes = Field(min_length=1)   # the real curve (the baseline's sizes)
     scaling_sizes: Sizes = Field(min_length=1)
     scaling_generators: GeneratorNames = Field(min_length=1)
-    pool_multiples: list[int]             # may be empty: no fixed-pool arm
-    mix_fractions: list[float]            # may be empty: no mixed arm
+    pool_multiples: Multiples             # pool sizes M = multiple x N; may be empty: no fixed-pool arm
+    # synthetic share of each batch (0 is the real arm and 1 the stream arm, both run anyway); may be empty
+    mix_fractions: Annotated[list[float], _rule(lambda f: 0 < f < 1, "numbers strictly between 0 and 1")]
     stream: bool = True
 
-    @field_validator("pool_multiples")
-    @classmethod
-    def _multiples(cls, v):
-        if any(m <= 0 for m in v) or len(set(v)) != len(v):
-            raise ValueError("pool sizes are M = multiple x N: distinct positive integers")
-        return v
-
-    @field_validator("mix_fractions")
-    @classmethod
-    def _fractions(cls, v):
-        # 0 is the real arm and 1 the stream arm, both run anyway: a mix is strictly in between
-        if any(not 0 < f < 1 for f in v) or len(set(v)) != len(v):
-            raise ValueError("synthetic share of each batch: distinct numbers strictly between 0 and 1")
-        return v
-
     @model_validator(mode="after")
-    def _fits(self):
-        require_steps(self.gen_steps, self.scaling_generators, "scaling_generators")
+    def _some_synthetic_arm(self):
+        self._require_steps("scaling_generators")
         if not (self.pool_multiples or self.stream or self.mix_fractions):
             raise ValueError("no synthetic arm left: give pool_multiples or mix_fractions, or set stream to true")
-        check_sizes_fit(self, "train_sizes", "scaling_sizes", "budget_check_sizes")
         return self
 
     def resolved_sizes(self) -> list[int]:
         """The N of the synthetic arms (each also gets the real arm, for a paired comparison)."""
-        return resolve_sizes(self.scaling_sizes, pool_size(self))
+        return self.resolve(self.scaling_sizes)
 
     def real_sizes(self) -> list[int]:
         """The N of the real arm: the real curve (train_sizes) plus every synthetic N."""
-        return resolve_sizes([*self.train_sizes, *self.resolved_sizes()], pool_size(self))
+        return self.resolve([*self.train_sizes, *self.scaling_sizes])
 
     def pool_sizes(self, n: int) -> list[int]:
         """Fixed-pool sizes M for N real images: multiple x N, clipped to the images a classifier sees
@@ -339,42 +315,10 @@ class ScalingParams(StudyParams, TrainingParams, GeneratorBudgets, BudgetCheck):
         return sorted(sizes - {cap} if self.stream else sizes)
 
 
-def _format(err: ValidationError, schema: type[BaseModel], given: dict) -> str:
-    lines = [f"invalid parameters for {schema.__name__}:"]
-    for e in err.errors():
-        name = ".".join(str(p) for p in e["loc"]) or "(combination)"
-        value = given.get(e["loc"][0]) if e["loc"] else None
-        got = f" (got {value!r})" if e["loc"] else ""
-        lines.append(f"  - parameter '{name}': {e['msg'].removeprefix('Value error, ')}{got}")
-    return "\n".join(lines)
-
-
-def validate(schema: type[BaseModel], params: dict):
-    """Validate a dict against a schema; unknown names and bad values raise ParameterError (all at once)."""
-    try:
-        return schema(**params)
-    except ValidationError as err:
-        raise ParameterError(_format(err, schema, params)) from None
-
-
-def from_namespace(schema: type[BaseModel], namespace: dict):
-    """Pick the schema's fields out of a notebook's globals() and validate them."""
-    missing = [name for name, f in schema.model_fields.items() if name not in namespace and f.is_required()]
-    if missing:
-        raise ParameterError(f"the parameters cell does not define {missing} (needed by {schema.__name__})")
-    return validate(schema, {name: namespace[name] for name in schema.model_fields if name in namespace})
-
-
-# ---------------------------------------------------------------- audits notebook
-NUM_CLASSES = {"fashion_mnist": 10, "digits": 10, "cifar10": 10}
-
-
-class AuditsParams(StudyParams, TrainingParams):
+class AuditsParams(StudyParams, TrainingParams, GeneratorBudgets):
     """notebooks/audits: does a generator copy its training images (across N), does it amplify class imbalance?"""
 
-    val_size: int = Field(ge=1)          # the bias audit's per-class precision / recall is measured on it
-    gen_steps: TrainedStepsPerFamily
-    gen_seed: int = Field(ge=0)
+    gen_steps: TrainedStepsPerFamily      # the audits train their generators: no pretrained family
     extractor_steps: int = Field(gt=0)
     contrastive_steps: int = Field(gt=0)  # the second feature space (SimCLR encoder of the pool)
     audit_generators: TrainedGeneratorNames = Field(min_length=1)
@@ -383,9 +327,9 @@ class AuditsParams(StudyParams, TrainingParams):
     audit_zoo: TrainedGeneratorNames
     audit_samples: int = Field(gt=0)
     copy_quantile: float = Field(gt=0, le=0.5)
-    copy_margin: float = Field(gt=0, lt=1)   # copy excess still called "no excess" (TOST)
+    copy_margin: Margin                    # copy excess still called "no excess" (TOST)
     auc_margin: float = Field(gt=0, lt=0.5)  # attack AUC - 0.5 still called "no leak" (TOST)
-    bias_generators: TrainedGeneratorNames = Field(min_length=1)
+    bias_generators: TrainedGeneratorNames = Field(min_length=1)   # per-class scores on the validation holdout
     bias_n: int = Field(gt=0)
     rare_classes: list[int]
     rare_fraction: float = Field(gt=0, le=1)
@@ -393,8 +337,8 @@ class AuditsParams(StudyParams, TrainingParams):
     @model_validator(mode="after")
     def _audits_fit(self):
         from .audits import bias
-        require_steps(self.gen_steps, [*self.audit_zoo, *self.bias_generators], "audit_zoo and bias_generators")
-        require_steps(self.audit_gen_steps, self.audit_generators, "audit_generators", "audit_gen_steps")
+        self._require_steps("audit_zoo", "bias_generators")
+        self._require_steps("audit_generators", budget="audit_gen_steps")
         pool = pool_size(self)
         # the privacy audit compares the N training images with N held-out pool images the generator never saw
         bad = [n for n in self.audit_sizes if not 2 <= n <= pool // 2]
@@ -402,12 +346,8 @@ class AuditsParams(StudyParams, TrainingParams):
             raise ValueError(f"audit_sizes {bad or self.audit_sizes} invalid: distinct sizes, each needs as many "
                              f"held-out images from the pool of {pool} (dataset={self.dataset!r}, val_size="
                              f"{self.val_size}); allowed: 2..{pool // 2}")
-        num_classes = NUM_CLASSES.get(self.dataset) or len(data_module.class_names(self.dataset,
-                                                                                   self.data_root or None))
-        try:
-            bias.check_imbalance(num_classes, self.rare_classes, self.rare_fraction)
-        except ValueError as err:
-            raise ValueError(str(err)) from None
+        num_classes = len(data.class_names(self.dataset, self.data_root or None))
+        bias.check_imbalance(num_classes, self.rare_classes, self.rare_fraction)
         if self.bias_n * num_classes > pool:
             raise ValueError(f"bias_n={self.bias_n} images per majority class exceeds what the pool of {pool} "
                              f"holds per class; allowed: 1..{pool // num_classes} (roughly; checked exactly "
@@ -418,86 +358,50 @@ class AuditsParams(StudyParams, TrainingParams):
         return sorted(self.audit_sizes)
 
 
-# ---------------------------------------------------------------- multiview notebook
 class MultiviewParams(StudyParams, GeneratorBudgets):
-    """notebooks/multiview: contrastive learning (SimCLR / SupCon) from generated views vs real images."""
+    """notebooks/multiview: contrastive learning (SimCLR / SupCon) from generated views vs real images. Only sigma*
+    is chosen on the validation holdout; the test split is never used so."""
 
-    val_size: int = Field(ge=1)            # sigma* and nothing else is chosen on it; the test split is never used so
     model: ModelName
     generator: GeneratorName               # the family giving the views of every synthetic arm
-    control_generator: str                 # the family whose class-free path gives the label-free control's views
+    # the family whose class-free path (`contrastive.label_free`) gives the label-free control's views
+    control_generator: Annotated[str, _one_of(contrastive.LABEL_FREE_FAMILIES, "a family with a class-free path, ")]
     mv_steps: int = Field(gt=0)
     mv_batch_size: int = Field(ge=2)       # pairs per step; a pair needs at least one other pair as negatives
     mv_lr: float = Field(gt=0)
     mv_temperature: float = Field(gt=0)
-    sigmas: list[float] = Field(min_length=3)   # three at least: an interior optimum needs a point between two ends
-    view_noise: Literal["additive", "variance_preserving"]
+    # latent standard deviations (0 = identical views); three at least: an interior optimum needs a point between
+    # two ends. Beyond 10 an additive neighbour is 10x off the prior and a variance-preserving one an independent
+    # draw (correlation 0.1): nothing left to sweep
+    sigmas: Annotated[list[float], Field(min_length=3), _rule(lambda s: 0 <= s <= 10, "numbers in [0, 10]")]
+    view_noise: Literal[contrastive.NOISE_KINDS]
     latent_truncation: float = Field(ge=0)
-    anchor_pools: list[int] = Field(min_length=1)
-    mv_probe_size: Union[int, Literal["all"]]
-    mv_eval_size: Union[int, Literal["all"]]
+    anchor_pools: Annotated[Multiples, Field(min_length=1)]   # unique latents per fixed anchor pool
+    mv_probe_size: Annotated[Size, FITS_POOL]     # real pool images the linear probe and k-NN are fitted on
+    mv_eval_size: Size                     # validation and test images scored
     mv_knn_k: int = Field(gt=0)
-    equivalence_margin: float = Field(default=0.01, gt=0, lt=1)   # accuracy units: |difference| below it = same
-    mv_extra_seeds: list[int] = Field(default_factory=list)      # seeds added for the method table's verdicts only
-
-    @field_validator("control_generator")
-    @classmethod
-    def _control(cls, v):
-        from .contrastive import LABEL_FREE_FAMILIES
-        if v not in LABEL_FREE_FAMILIES:
-            raise ValueError(f"the label-free control needs a family with a class-free path; allowed values: "
-                             f"{', '.join(LABEL_FREE_FAMILIES)}")
-        return v
-
-    @field_validator("sigmas")
-    @classmethod
-    def _sigmas(cls, v):
-        # measured in prior standard deviations; beyond 10 an additive neighbour is 10x off the prior and a
-        # variance-preserving one is an independent draw (correlation 0.1): nothing left to sweep
-        if any(not 0 <= s <= 10 for s in v) or len(set(v)) != len(v):
-            raise ValueError(f"sigmas must be distinct numbers in [0, 10] (latent standard deviations; 0 = identical "
-                             f"views), got {v}")
-        return v
-
-    @field_validator("anchor_pools")
-    @classmethod
-    def _pools(cls, v):
-        if any(m <= 0 for m in v) or len(set(v)) != len(v):
-            raise ValueError(f"anchor_pools must be distinct positive integers (unique latents), got {v}")
-        return v
-
-    @field_validator("mv_probe_size", "mv_eval_size")
-    @classmethod
-    def _size(cls, v):
-        if v != "all" and v <= 0:
-            raise ValueError(f"allowed values: a positive integer or 'all', got {v!r}")
-        return v
+    mv_extra_seeds: Annotated[list[int], _DISTINCT_SEEDS] = []   # added for the method table's verdicts only
 
     @model_validator(mode="after")
     def _fits(self):
-        require_steps(self.gen_steps, [self.generator, self.control_generator], "generator and control_generator")
-        if set(self.mv_extra_seeds) & set(self.seeds) or len(set(self.mv_extra_seeds)) != len(self.mv_extra_seeds):
-            raise ValueError(f"mv_extra_seeds {self.mv_extra_seeds} must be distinct and not in seeds {self.seeds} "
-                             f"(a repeated seed is the same run twice)")
+        self._require_steps("generator", "control_generator")
+        if set(self.mv_extra_seeds) & set(self.seeds):
+            raise ValueError(f"mv_extra_seeds {self.mv_extra_seeds} must not be in seeds {self.seeds} (a repeated seed "
+                             f"is the same run twice)")
         online = self.mv_steps * self.mv_batch_size
         too_big = [m for m in self.anchor_pools if m >= online]
         if too_big:
             raise ValueError(f"anchor_pools {too_big} are not below the {online} anchors an online arm sees "
                              f"(mv_steps x mv_batch_size): such a pool is never seen twice, it is the online arm; "
                              f"allowed: 1..{online - 1}")
-        pool = pool_size(self)
-        if self.mv_probe_size != "all" and self.mv_probe_size > pool:
-            raise ValueError(f"mv_probe_size={self.mv_probe_size} exceeds the {pool} pool images "
-                             f"(dataset={self.dataset!r}, val_size={self.val_size}); allowed: 1..{pool} or 'all'")
         return self
 
 
-# ---------------------------------------------------------------- report notebook
 class ReportParams(BaseModel):
     """The report notebook reads run records only: which profile's records, and what it may write."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    profile: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    profile: Profile
     publish_figures: bool = True
     update_readme: bool = True

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import models, train
+from . import data, models, train
 from .data import ImageSet
 from .progress import tqdm
 from .sources import ImageSetSource
@@ -57,9 +57,6 @@ LABEL_FREE_FAMILIES = ("flow", "pca_gaussian")
 # Bump when the training or scoring recipe of a multiview cell changes: it is part of every cell key, so a changed
 # recipe reruns its cells. 2: neighbour noise kind, label-free views, cells load their own inputs from the key.
 ENCODER_VERSION = 2
-# Horizontal flips keep the class for clothing and natural images, not for digits (a mirrored 2 is no digit).
-FLIP_OK = {"fashion_mnist": True, "cifar10": True, "digits": False, "imagefolder": True}   # photos: flips are fine
-
 
 def _check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
@@ -156,8 +153,8 @@ class PixelAugment:
     def for_dataset(cls, dataset: str, image_size: int) -> PixelAugment:
         """The strength suited to the data: flips only where they keep the class; milder crops on tiny images
         (a 35% crop of an 8x8 digit keeps about 5x5 pixels, too little to tell its class)."""
-        _check_choice("dataset", dataset, tuple(FLIP_OK))
-        return cls(crop_min=0.35 if image_size >= 16 else 0.6, flip=FLIP_OK[dataset])
+        _check_choice("dataset", dataset, tuple(data.FLIPS_KEEP_CLASS))
+        return cls(crop_min=0.35 if image_size >= 16 else 0.6, flip=data.FLIPS_KEEP_CLASS[dataset])
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Float images (B, C, H, W) in [0, 1] -> augmented images, same shape and range."""

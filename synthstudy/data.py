@@ -33,6 +33,15 @@ FASHION_MNIST_FILES = {
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DIGITS_CLASSES = tuple(str(i) for i in range(10))
+# What is known about each built-in dataset without loading it, so `config` refuses an impossible parameter (an N
+# larger than the train split, a class index that does not exist) before anything runs. An image folder's
+# facts are counted on disk instead (`imagefolder.train_size`, `imagefolder.class_names`).
+CLASSES = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": DIGITS_CLASSES, "cifar10": CIFAR10_CLASSES}
+TRAIN_SIZES = {"fashion_mnist": 60000, "digits": 1348, "cifar10": 50000}   # digits: 1,797 less its 25% test split
+# Whether a horizontal mirror keeps an image's class (contrastive view augmentation): digits are not
+# mirror-symmetric; clothes, CIFAR's objects and photos are.
+FLIPS_KEEP_CLASS = {"fashion_mnist": True, "cifar10": True, "digits": False, "imagefolder": True}
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -129,7 +138,7 @@ def _load_digits(test_fraction: float = 0.25, seed: int = 0) -> Splits:
     n_test = int(round(len(full) * test_fraction))
     test_idx = stratified_indices(labels, n_test, seed)
     train_idx = np.setdiff1d(np.arange(len(full)), test_idx)
-    return Splits("digits", full.take(train_idx), full.take(test_idx), tuple(str(i) for i in range(10)))
+    return Splits("digits", full.take(train_idx), full.take(test_idx), DIGITS_CLASSES)
 
 
 def _load_cifar10(allow_download: bool) -> Splits:
@@ -168,14 +177,25 @@ def load(name: str = "fashion_mnist", allow_download: bool = False, data_root: s
 
 def class_names(name: str, data_root: str | None = None) -> tuple:
     """A dataset's class names, in label order, without loading its images (an image folder's are its folders)."""
-    fixed = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": tuple(str(i) for i in range(10)),
-             "cifar10": CIFAR10_CLASSES}
     if name == "imagefolder":
         from . import imagefolder
         return imagefolder.class_names(data_root)
-    if name not in fixed:
+    return CLASSES[_check_name(name)]
+
+
+def train_size(name: str, data_root: str | None = None) -> int:
+    """Images in a dataset's train split, without loading it (an image folder's are counted, not decoded)."""
+    if name == "imagefolder":
+        from . import imagefolder
+        return imagefolder.train_size(data_root)
+    return TRAIN_SIZES[_check_name(name)]
+
+
+def _check_name(name: str) -> str:
+    """A built-in dataset's name (an image folder is handled by the caller), else a ValueError naming them all."""
+    if name not in CLASSES:
         raise ValueError(f"dataset={name!r} is unknown; allowed values: {', '.join(DATASETS)}")
-    return fixed[name]
+    return name
 
 
 def stratified_indices(labels, n: int, seed: int) -> np.ndarray:

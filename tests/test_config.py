@@ -113,6 +113,8 @@ def test_scaling_resolves_all_and_clips_pools_to_the_images_a_classifier_sees():
     ("mix_fractions", [0.0, 0.5], "strictly between 0 and 1"),
     ("mix_fractions", [1.0], "strictly between 0 and 1"),
     ("gen_steps", {"pca_gaussian": 1}, "cvae"),
+    ("gen_steps", {"pca_gaussian": 1, "cvae": 0}, "greater than 0"),
+    ("budget_check_sizes", [75], "not in train_sizes"),     # a budget check of cells the grid does not run
 ])
 def test_scaling_bad_values_name_the_parameter_and_what_is_allowed(field, value, expected):
     with pytest.raises(config.ParameterError) as err:

@@ -24,6 +24,15 @@ def test_fashion_mnist_has_the_published_sizes():
     s = data.load("fashion_mnist")
     assert (len(s.train), len(s.test), s.image_shape) == (60000, 10000, (1, 28, 28))
     assert torch.bincount(s.train.labels).tolist() == [6000] * 10
+    assert data.train_size("fashion_mnist") == len(s.train) and data.class_names("fashion_mnist") == s.classes
+
+
+def test_the_facts_known_without_loading_match_the_loaded_data(digits):
+    """`config` checks parameters against these facts before anything is loaded: they must be the data's."""
+    assert data.train_size("digits") == len(digits.train) and data.class_names("digits") == digits.classes
+    assert set(data.CLASSES) == set(data.TRAIN_SIZES) == set(data.DATASETS) - {"imagefolder"}
+    with pytest.raises(ValueError, match="allowed values: fashion_mnist"):
+        data.train_size("mnist")
 
 
 def test_fashion_mnist_reads_idx_from_env_folder(tmp_path, monkeypatch):

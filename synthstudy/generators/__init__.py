@@ -190,7 +190,7 @@ def study_generator_names(params) -> list[str]:
     names = []
     for field in ("generator", "generator_names", "scaling_generators"):
         value = getattr(params, field, None) if not isinstance(params, dict) else params.get(field)
-        names += [value] if isinstance(value, str) else list(value or [])
+        names += [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
     return [n for n in dict.fromkeys(names) if isinstance(n, str)]
 
 
