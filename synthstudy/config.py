@@ -386,8 +386,8 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
     def _fits(self):
         self._require_steps("generator", "control_generator")
         if set(self.mv_extra_seeds) & set(self.seeds):
-            raise ValueError(f"mv_extra_seeds {self.mv_extra_seeds} must not be in seeds {self.seeds} (a repeated seed "
-                             f"is the same run twice)")
+            raise ValueError(f"mv_extra_seeds {self.mv_extra_seeds}: allowed: seeds not in seeds {self.seeds} (a "
+                             f"repeated seed is the same run twice)")
         online = self.mv_steps * self.mv_batch_size
         too_big = [m for m in self.anchor_pools if m >= online]
         if too_big:
