@@ -457,20 +457,14 @@ def fit(encoder: Encoder, views, cfg: ContrastiveConfig, log_every: int = 25) ->
 
     Both views go through the encoder as one batch, so BatchNorm normalises them with the same statistics.
     """
-    device = train.resolve_device(cfg.device)
-    if device.type == "cpu":
-        torch.set_num_threads(train.cpu_threads(cfg.threads))
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    encoder = encoder.to(device)
-    if cfg.channels_last:
-        encoder = encoder.to(memory_format=torch.channels_last)
+    device, rng = train.setup(cfg.seed, cfg.device, cfg.threads)
+    encoder = train.to_device(encoder, device, cfg.channels_last)
     opt = train.sgd_nesterov(encoder.parameters(), cfg)
     encoder.train()
-    log = train.LossLog(log_every, cfg.steps, cfg.lr, device)
+    log = train.LossLog(log_every, cfg.steps, device, f"lower lr={cfg.lr}")
     start = time.perf_counter()
     for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc=f"{cfg.method}", leave=False, mininterval=1.0):
-        x1, x2, labels = views.next_pair(cfg.batch_size, gen)
+        x1, x2, labels = views.next_pair(cfg.batch_size, rng)
         x = train.to_model_input(torch.cat([x1, x2]), device, cfg.channels_last)
         for group in opt.param_groups:
             group["lr"] = train.lr_at(step / cfg.steps, cfg)

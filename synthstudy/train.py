@@ -208,44 +208,75 @@ def sgd_nesterov(parameters, cfg) -> torch.optim.SGD:
                            lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
 
 
+def setup(seed: int, device: str = "auto", threads: int = 0) -> tuple[torch.device, torch.Generator]:
+    """What every training loop does first (classifier, contrastive encoder, generator), in this order: resolve the
+    device, give torch `cpu_threads(threads)` on a CPU, seed torch's global RNG (weight init, dropout) and return a
+    fresh `rng` with the same seed for the loop's own draws (batches, augmentation, noise). Same seed, same run on
+    a CPU. (The order is part of the results: changing it changes every random number a cached run drew.)"""
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(cpu_threads(threads))
+    torch.manual_seed(seed)
+    return dev, torch.Generator().manual_seed(seed)
+
+
+def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """`model` on `device`, in channels_last memory format if asked (faster convolutions on CPU and GPU)."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 class LossLog:
-    """The mean training loss every `every` steps and at the last step, as (step, mean) points. The running sum
-    stays on the device between points (no sync per step); a non-finite mean stops training, naming the lr."""
+    """The mean of each training loss term every `every` steps and at the last step, as (step, mean) points.
 
-    def __init__(self, every: int, total_steps: int, lr: float, device: torch.device):
-        self.every, self.total_steps, self.lr = every, total_steps, lr
-        self.points: list[tuple[int, float]] = []
-        self._sum, self._count = torch.zeros((), device=device), 0
+    One term (classifier, contrastive encoder, flow): `points`. Several (`terms`, e.g. the cVAE's loss,
+    reconstruction and KL): `series[name]`, fed with `add(step, *values)` in the order of `terms`. The running sums
+    stay on the device between points (no sync per step). A non-finite mean stops training, naming `what` and
+    `hint` (what to lower). `bar`: a tqdm bar whose postfix shows the `postfix` terms' latest means.
+    """
 
-    def add(self, step: int, loss: torch.Tensor) -> None:
-        self._sum += loss.detach()
+    def __init__(self, every: int, total_steps: int, device: torch.device, hint: str, terms: tuple = ("loss",),
+                 what: str = "loss", bar=None, postfix: tuple = ()):
+        self.every, self.total_steps, self.hint, self.what = every, total_steps, hint, what
+        self.terms, self.bar, self.postfix = tuple(terms), bar, tuple(postfix)
+        self.series: dict[str, list[tuple[int, float]]] = {name: [] for name in self.terms}
+        self._sum = torch.zeros(len(self.terms) if len(self.terms) > 1 else (), device=device)
+        self._count = 0
+
+    @property
+    def points(self) -> list[tuple[int, float]]:
+        return self.series[self.terms[0]]
+
+    def add(self, step: int, *values: torch.Tensor) -> None:
+        self._sum += values[0].detach() if len(values) == 1 else torch.stack([v.detach() for v in values])
         self._count += 1
         if self._count == self.every or step == self.total_steps - 1:
-            self.points.append((step + 1, float(self._sum) / self._count))
+            # one term: the mean in double precision; several: in the sums' float32. Both as the loops computed them
+            # before they shared this class, so a retrained model logs the curve its cached record holds
+            means = (self._sum / self._count).tolist() if self._sum.ndim else [float(self._sum) / self._count]
             self._sum.zero_()
             self._count = 0
-            if not math.isfinite(self.points[-1][1]):
-                raise FloatingPointError(f"loss became {self.points[-1][1]} at step {step + 1}; lower lr={self.lr}")
+            for name, mean in zip(self.terms, means):
+                self.series[name].append((step + 1, mean))
+            if not all(math.isfinite(m) for m in means):
+                became = means[0] if len(means) == 1 else dict(zip(self.terms, means))
+                raise FloatingPointError(f"{self.what} became {became} at step {step + 1}; {self.hint}")
+            if self.bar is not None:
+                self.bar.set_postfix({name: f"{self.series[name][-1][1]:.4g}" for name in self.postfix})
 
 
 def fit(model: nn.Module, source, cfg: TrainConfig, log_every: int = 50) -> TrainResult:
     """Train `model` on batches from `source` for `cfg.steps` steps. Same seed -> same weights on CPU."""
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(cfg.threads))
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model = model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    device, rng = setup(cfg.seed, cfg.device, cfg.threads)
+    model = to_device(model, device, cfg.channels_last)
     opt = sgd_nesterov(model.parameters(), cfg)
     model.train()
-    log, steps_done, images_seen = LossLog(log_every, cfg.steps, cfg.lr, device), 0, 0
+    log, steps_done, images_seen = LossLog(log_every, cfg.steps, device, f"lower lr={cfg.lr}"), 0, 0
     start = time.perf_counter()
     for step in tqdm(range(cfg.steps), disable=not cfg.progress, desc="train", leave=False, mininterval=1.0):
-        images, labels = source.next_batch(cfg.batch_size, gen)
+        images, labels = source.next_batch(cfg.batch_size, rng)
         x = to_model_input(images, device, cfg.channels_last)
-        x = augment_batch(x, cfg.augment, cfg.crop_pad or max(1, round(x.shape[-1] / 14)), gen)
+        x = augment_batch(x, cfg.augment, cfg.crop_pad or max(1, round(x.shape[-1] / 14)), rng)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if cfg.max_seconds:

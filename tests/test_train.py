@@ -88,3 +88,29 @@ def test_device_auto_picks_the_best_device_this_machine_has():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             train.resolve_device("cuda")
+
+
+def test_loss_log_averages_each_term_between_points_and_stops_on_a_non_finite_mean():
+    log = train.LossLog(every=2, total_steps=5, device=torch.device("cpu"), hint="lower lr=1",
+                        terms=("loss", "kl"))
+    for step in range(5):
+        log.add(step, torch.tensor(float(step)), torch.tensor(10.0 * step))
+    # points at steps 2, 4 and the last step (5), each the mean since the previous point
+    assert log.series == {"loss": [(2, 0.5), (4, 2.5), (5, 4.0)], "kl": [(2, 5.0), (4, 25.0), (5, 40.0)]}
+    assert log.points == log.series["loss"]
+    single = train.LossLog(every=1, total_steps=3, device=torch.device("cpu"), hint="lower lr=0.1")
+    single.add(0, torch.tensor(1.0))
+    with pytest.raises(FloatingPointError, match="loss became nan at step 2; lower lr=0.1"):
+        single.add(1, torch.tensor(float("nan")))
+
+
+def test_setup_seeds_the_global_rng_and_returns_an_rng_with_the_same_seed():
+    threads = torch.get_num_threads()
+    try:
+        device, rng = train.setup(seed=7, device="cpu", threads=1)
+        assert device.type == "cpu" and torch.get_num_threads() == 1
+        first = torch.rand(3), torch.rand(3, generator=rng)
+        train.setup(seed=7, device="cpu", threads=1)
+        assert torch.equal(first[0], torch.rand(3)) and torch.equal(first[0], first[1])
+    finally:
+        torch.set_num_threads(threads)

@@ -2,7 +2,8 @@
 
 A generator is an `nn.Module`, so `state_dict()` / `load_state_dict()` work and `runs.cached` can `torch.save`
 the whole fitted object. Subclasses build their networks in `_build()` and train them in `_fit()`; the base class
-validates inputs, seeds, picks the device and hands back a CPU model, so every family behaves the same way:
+validates inputs, seeds and picks the device (`train.setup`, as the classifier and encoder loops do) and hands back
+a CPU model, so every family behaves the same way; the families log their losses with `train.LossLog`:
 
     >>> gen = generators.create("cvae", image_shape=(1, 28, 28), num_classes=10)
     >>> history = gen.fit(train, steps=2000, seed=0)           # same seed + same data -> same weights on CPU
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from ..data import ImageSet
-from ..train import check_positive, cpu_threads, resolve_device
+from ..train import check_positive, setup
 
 # Square image sizes the convolutional families support, as (start size, number of 2x up/downsamplings):
 # the decoder starts from a start x start map and doubles it; the encoder / discriminator halves back to it.
@@ -88,9 +89,10 @@ class Generator(nn.Module):
         """(Re)create every network and buffer from the global RNG (the base class seeds it first)."""
         raise NotImplementedError
 
-    def _fit(self, train: ImageSet, steps: int, batch_size: int, device: torch.device, gen: torch.Generator,
+    def _fit(self, train: ImageSet, steps: int, batch_size: int, device: torch.device, rng: torch.Generator,
              progress: bool) -> dict:
-        """Train on `train` (already on `device`) and return the history dict."""
+        """Train on `train` (already on `device`), drawing batches and noise from `rng`; return the history dict
+        (`losses`: a `train.LossLog` curve)."""
         raise NotImplementedError
 
     def sample_latents(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -133,16 +135,12 @@ class Generator(nn.Module):
         batch_size = self.config.get("batch_size", self.default_batch_size) if batch_size is None else batch_size
         check_positive("batch_size", batch_size)
         self._check_train(train)
-        dev = resolve_device(device)
-        if dev.type == "cpu":
-            torch.set_num_threads(cpu_threads(threads))
         # Seed, then rebuild: the initial weights come from `seed` too, not from whatever ran before `fit`.
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+        dev, rng = setup(seed, device, threads)
         self._build()
         self.to(dev)
         start = time.perf_counter()
-        history = self._fit(ImageSet(train.images.to(dev), train.labels.to(dev)), steps, batch_size, dev, gen,
+        history = self._fit(ImageSet(train.images.to(dev), train.labels.to(dev)), steps, batch_size, dev, rng,
                             progress)
         history.update(seconds=time.perf_counter() - start, steps=steps, batch_size=batch_size, seed=seed,
                        device=str(dev), n_train=len(train))

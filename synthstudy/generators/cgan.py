@@ -49,7 +49,7 @@ from torch import nn
 
 from ..progress import tqdm
 from ..sources import ImageSetSource
-from ..train import check_positive
+from ..train import LossLog, check_positive
 from .base import Generator, check_number, images_to_unit, size_plan
 
 AUGMENTS = ("none", "translation", "cutout", "translation_cutout")
@@ -252,34 +252,34 @@ class CGAN(Generator):
     def sampling_state_dict(self) -> dict:
         return self.g_ema.state_dict()
 
-    def _fit(self, train, steps, batch_size, device, gen, progress) -> dict:
+    def _fit(self, train, steps, batch_size, device, rng, progress) -> dict:
         cfg = self.config
         source = ImageSetSource(train)
         betas = (cfg["beta1"], cfg["beta2"])
         opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg["lr_g"], betas=betas)
         opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg["lr_d"], betas=betas)
         ema_from = int(cfg["ema_start"] * steps)
-        d_losses, g_losses, real_scores, fake_scores, penalties = [], [], [], [], []
-        running = torch.zeros(5, device=device)
         d_steps = 0
         r1 = torch.zeros((), device=device)
-        count = 0
         self.g.train()
         self.d.train()
         bar = tqdm(range(steps), disable=not progress, desc="cgan fit", leave=False, mininterval=1.0)
+        log = LossLog(cfg["log_every"], steps, device, f"lower lr_g={cfg['lr_g']} / lr_d={cfg['lr_d']}",
+                      terms=("d_loss", "g_loss", "d_real", "d_fake", "r1"), what="cgan losses", bar=bar,
+                      postfix=("d_loss", "g_loss"))
         for step in bar:
             # --- discriminator: hinge loss on augmented real and fake images, one forward for both
             for _ in range(cfg["n_dis"]):
-                images, labels = source.next_batch(batch_size, gen)
+                images, labels = source.next_batch(batch_size, rng)
                 real = images_to_unit(images).mul(2).sub(1)
-                z = torch.randn(batch_size, self.latent_dim, generator=gen).to(device)
+                z = torch.randn(batch_size, self.latent_dim, generator=rng).to(device)
                 with torch.no_grad():
                     fake = self.g(z, labels)
-                real_in = diff_augment(real, cfg["augment"], gen)
+                real_in = diff_augment(real, cfg["augment"], rng)
                 # lazy R1 (as in StyleGAN2): the penalty every R1_EVERY D steps, weighted by R1_EVERY
                 with_r1 = cfg["r1_gamma"] > 0 and d_steps % R1_EVERY == 0
                 real_in.requires_grad_(with_r1)
-                out = self.d(torch.cat([real_in, diff_augment(fake, cfg["augment"], gen)]), torch.cat([labels, labels]))
+                out = self.d(torch.cat([real_in, diff_augment(fake, cfg["augment"], rng)]), torch.cat([labels, labels]))
                 out_real, out_fake = out[:batch_size], out[batch_size:]
                 d_loss = F.relu(1 - out_real).mean() + F.relu(1 + out_fake).mean()
                 total = d_loss
@@ -292,12 +292,12 @@ class CGAN(Generator):
                 d_steps += 1
             # --- generator: fakes of the real batch's classes (keeps the training class balance)
             self.d.requires_grad_(False)     # no weight gradients for D here: only the G step is taken
-            z = torch.randn(batch_size, self.latent_dim, generator=gen).to(device)
+            z = torch.randn(batch_size, self.latent_dim, generator=rng).to(device)
             if cfg["mode_seeking"] > 0:              # pairs (i, i + half) share a class: see mode_seeking_loss
                 half = batch_size // 2
                 labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])
             fake = self.g(z, labels)
-            g_loss = -self.d(diff_augment(fake, cfg["augment"], gen), labels).mean()
+            g_loss = -self.d(diff_augment(fake, cfg["augment"], rng), labels).mean()
             total = g_loss
             if cfg["mode_seeking"] > 0:
                 total = g_loss + cfg["mode_seeking"] * mode_seeking_loss(fake, z)
@@ -307,23 +307,12 @@ class CGAN(Generator):
             self.d.requires_grad_(True)
             self._update_ema(step, ema_from)
 
-            running += torch.stack([d_loss.detach(), g_loss.detach(), out_real.detach().mean(),
-                                    out_fake.detach().mean(), r1.detach()])
-            count += 1
-            if count == cfg["log_every"] or step == steps - 1:
-                mean = (running / count).tolist()
-                if not all(math.isfinite(v) for v in mean):
-                    raise FloatingPointError(f"cgan losses became {mean[:2]} at step {step + 1}; lower "
-                                             f"lr_g={cfg['lr_g']} / lr_d={cfg['lr_d']}")
-                for log, value in zip((d_losses, g_losses, real_scores, fake_scores, penalties), mean):
-                    log.append((step + 1, value))
-                bar.set_postfix(d=f"{mean[0]:.3f}", g=f"{mean[1]:.3f}")
-                running.zero_()
-                count = 0
-        self._recompute_bn_stats(train.labels, batch_size, device, gen)
+            log.add(step, d_loss, g_loss, out_real.detach().mean(), out_fake.detach().mean(), r1)
+        self._recompute_bn_stats(train.labels, batch_size, device, rng)
         self.g.eval()
-        return {"losses": d_losses, "d_loss": d_losses, "g_loss": g_losses, "d_real": real_scores,
-                "d_fake": fake_scores, "r1": penalties if cfg["r1_gamma"] > 0 else [], "ema_from_step": ema_from}
+        curves = log.series
+        return {"losses": curves["d_loss"], **curves, "r1": curves["r1"] if cfg["r1_gamma"] > 0 else [],
+                "ema_from_step": ema_from}
 
     @torch.no_grad()
     def _update_ema(self, step: int, ema_from: int) -> None:

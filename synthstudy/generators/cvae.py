@@ -36,7 +36,7 @@ from torch import nn
 
 from ..progress import tqdm
 from ..sources import ImageSetSource
-from ..train import check_positive
+from ..train import LossLog, check_positive
 from .base import Generator, check_number, images_to_unit, size_plan
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -125,22 +125,21 @@ class CVAE(Generator):
             nll = (torch.sigmoid(logits) - x).pow(2) / (2 * self.config["sigma"] ** 2)
         return nll.flatten(1).sum(1)
 
-    def _fit(self, train, steps, batch_size, device, gen, progress) -> dict:
+    def _fit(self, train, steps, batch_size, device, rng, progress) -> dict:
         cfg = self.config
         source = ImageSetSource(train)
         opt = torch.optim.Adam(self.parameters(), lr=cfg["lr"])
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
         warm = max(1, int(cfg["kl_warmup"] * steps))
-        losses, recons, kls = [], [], []
-        running = torch.zeros(3, device=device)
-        count = 0
         self.train()
         bar = tqdm(range(steps), disable=not progress, desc="cvae fit", leave=False, mininterval=1.0)
+        log = LossLog(cfg["log_every"], steps, device, f"lower lr={cfg['lr']}", terms=("loss", "reconstruction", "kl"),
+                      what="cvae loss", bar=bar, postfix=("loss", "kl"))
         for step in bar:
-            images, labels = source.next_batch(batch_size, gen)
+            images, labels = source.next_batch(batch_size, rng)
             x = images_to_unit(images)
             mu, logvar = self.encoder(x, labels)
-            eps = torch.randn(mu.shape, generator=gen).to(device)
+            eps = torch.randn(mu.shape, generator=rng).to(device)
             z = mu + eps * torch.exp(0.5 * logvar)
             recon = self._reconstruction(self.decoder(z, labels), x).mean()
             kl_terms = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
@@ -155,20 +154,9 @@ class CVAE(Generator):
                 nn.utils.clip_grad_norm_(self.parameters(), cfg["grad_clip"])
             opt.step()
             sched.step()
-            running += torch.stack([loss.detach(), recon.detach(), kl.detach()])
-            count += 1
-            if count == cfg["log_every"] or step == steps - 1:
-                mean = (running / count).tolist()
-                if not math.isfinite(mean[0]):
-                    raise FloatingPointError(f"cvae loss became {mean[0]} at step {step + 1}; lower lr={cfg['lr']}")
-                losses.append((step + 1, mean[0]))
-                recons.append((step + 1, mean[1]))
-                kls.append((step + 1, mean[2]))
-                bar.set_postfix(loss=f"{mean[0]:.1f}", kl=f"{mean[2]:.1f}")
-                running.zero_()
-                count = 0
+            log.add(step, loss, recon, kl)
         self.eval()
-        return {"losses": losses, "reconstruction": recons, "kl": kls}
+        return {"losses": log.series["loss"], "reconstruction": log.series["reconstruction"], "kl": log.series["kl"]}
 
     def sample_latents(self, labels, generator=None) -> torch.Tensor:
         labels = self.check_labels(labels)

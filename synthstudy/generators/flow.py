@@ -36,7 +36,7 @@ from torch import nn
 
 from ..progress import tqdm
 from ..sources import ImageSetSource
-from ..train import check_positive
+from ..train import LossLog, check_positive
 from .base import Generator, check_number, images_to_unit, size_plan
 
 # ODE solvers and their velocity evaluations per step: Euler (first order, 1), Heun and midpoint (second order, 2),
@@ -179,7 +179,7 @@ class FlowMatching(Generator):
         return {k: v for k, v in self.state_dict().items() if k.startswith(keep)}
 
     # ------------------------------------------------------------ training
-    def _fit(self, train, steps, batch_size, device, gen, progress) -> dict:
+    def _fit(self, train, steps, batch_size, device, rng, progress) -> dict:
         cfg = self.config
         ae_steps = max(1, int(round(cfg["ae_fraction"] * steps)))
         flow_steps = max(1, steps - ae_steps)
@@ -193,31 +193,22 @@ class FlowMatching(Generator):
             warm = max(1, n_steps // 20)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / n_steps)))
-            log, running, count = [], torch.zeros((), device=device), 0
+            log = LossLog(cfg["log_every"], n_steps, device, f"lower lr={cfg['lr']}", terms=(name,),
+                          what=f"flow {name} loss", bar=bar, postfix=(name,))
             for step in range(n_steps):
                 loss = loss_fn()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                running += loss.detach()
-                count += 1
                 bar.update(1)
-                if count == cfg["log_every"] or step == n_steps - 1:
-                    mean = float(running) / count
-                    if not math.isfinite(mean):
-                        raise FloatingPointError(f"flow {name} loss became {mean} at step {step + 1}; "
-                                                 f"lower lr={cfg['lr']}")
-                    log.append((step + 1, mean))
-                    bar.set_postfix({name: f"{mean:.4f}"})
-                    running.zero_()
-                    count = 0
-            return log
+                log.add(step, loss)
+            return log.points
 
         self.train()
 
         def ae_loss():
-            x = images_to_unit(source.next_batch(cfg["ae_batch_size"], gen)[0])
+            x = images_to_unit(source.next_batch(cfg["ae_batch_size"], rng)[0])
             return F.mse_loss(torch.sigmoid(self.autoencoder(x)), x)
 
         history["ae_losses"] = loop(self.autoencoder.parameters(), ae_steps, ae_loss, "ae")
@@ -230,12 +221,12 @@ class FlowMatching(Generator):
         self.autoencoder.requires_grad_(True)
 
         def flow_loss():
-            idx = torch.randint(0, len(latents), (batch_size,), generator=gen).to(device)
+            idx = torch.randint(0, len(latents), (batch_size,), generator=rng).to(device)
             x1, y = latents[idx], labels[idx]
-            x0 = torch.randn(x1.shape, generator=gen).to(device)
+            x0 = torch.randn(x1.shape, generator=rng).to(device)
             # logit-normal times (Esser et al. 2024): more training where the velocity is hardest to predict
-            t = torch.sigmoid(torch.randn(len(x1), generator=gen)).to(device)
-            drop = (torch.rand(len(y), generator=gen) < cfg["p_uncond"]).to(device)
+            t = torch.sigmoid(torch.randn(len(x1), generator=rng)).to(device)
+            drop = (torch.rand(len(y), generator=rng) < cfg["p_uncond"]).to(device)
             y = torch.where(drop, torch.full_like(y, self.num_classes), y)
             xt = (1 - t[:, None]) * x0 + t[:, None] * x1
             return F.mse_loss(self.velocity(xt, t, y), x1 - x0)

@@ -47,7 +47,7 @@ class PCAGaussian(Generator):
         self.register_buffer("class_mean", torch.zeros(n, k))         # in PCA coefficients
         self.register_buffer("class_chol", torch.zeros(n, k, k))      # Cholesky factor of each class covariance
 
-    def _fit(self, train: ImageSet, steps, batch_size, device, gen, progress) -> dict:
+    def _fit(self, train: ImageSet, steps, batch_size, device, rng, progress) -> dict:
         k, n_cls = self.latent_dim, self.num_classes
         # float64 moments, accumulated in chunks: 60k x 784 floats would otherwise be a 375 MB copy
         total = torch.zeros(self.dim, dtype=torch.float64, device=device)
