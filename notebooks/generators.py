@@ -110,11 +110,11 @@ quality_table = run.write_table([runs.flatten(r) for r in quality_records], name
 # %%
 rows = 8
 fig, axes = plt.subplots(1, len(P.generator_names) + 1, figsize=(3.2 * (len(P.generator_names) + 1), 3.6))
-g = torch.Generator().manual_seed(0)
+rng = torch.Generator().manual_seed(0)
 labels = torch.arange(splits.num_classes).repeat_interleave(rows)
 real_idx = torch.cat([torch.nonzero(val.labels == c).flatten()[:rows] for c in range(splits.num_classes)])
 panels = [("real (held out)", val.images[real_idx].float() / 255)]
-panels += [(name, fitted(name).sample(labels, generator=g)) for name in P.generator_names]
+panels += [(name, fitted(name).sample(labels, rng=rng)) for name in P.generator_names]
 for ax, (title, images) in zip(axes, panels):
     plots.image_grid(ax, images, rows=splits.num_classes)
     ax.set_title(title)

@@ -156,10 +156,10 @@ class PixelAugment:
         _check_choice("dataset", dataset, tuple(data.FLIPS_KEEP_CLASS))
         return cls(crop_min=0.35 if image_size >= 16 else 0.6, flip=data.FLIPS_KEEP_CLASS[dataset])
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         """Float images (B, C, H, W) in [0, 1] -> augmented images, same shape and range."""
         b = len(x)
-        u = torch.rand(b, 6, generator=generator, dtype=torch.float32)
+        u = torch.rand(b, 6, generator=rng, dtype=torch.float32)
         area = self.crop_min + (1 - self.crop_min) * u[:, 0]
         # the aspect ratio varies only with cropping on: crop_min=1 leaves images whole (then only flips, jitter)
         log_ratio = (2 * u[:, 1] - 1) * math.log(4 / 3) * (self.crop_min < 1)
@@ -174,7 +174,7 @@ class PixelAugment:
         out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if self.jitter:
             # contrast around each image's mean, then brightness; separate draws so the two do not cancel
-            extra = torch.rand(b, 2, generator=generator)
+            extra = torch.rand(b, 2, generator=rng)
             contrast = (1 + self.jitter * (2 * extra[:, 0] - 1)).to(x.device)[:, None, None, None]
             bright = (1 + self.jitter * (2 * extra[:, 1] - 1)).to(x.device)[:, None, None, None]
             mean = out.mean(dim=(1, 2, 3), keepdim=True)
@@ -193,10 +193,10 @@ class RealViews:
             raise ValueError("RealViews needs augment=PixelAugment(...) (real images have no latent to perturb)")
         self.source, self.augment = ImageSetSource(images), augment
 
-    def next_pair(self, batch_size: int, generator: torch.Generator):
-        images, labels = self.source.next_batch(batch_size, generator)
+    def next_pair(self, batch_size: int, rng: torch.Generator):
+        images, labels = self.source.next_batch(batch_size, rng)
         x = images.float().div(255)
-        return self.augment(x, generator), self.augment(x, generator), labels
+        return self.augment(x, rng), self.augment(x, rng), labels
 
 
 class GeneratedViews:
@@ -239,47 +239,47 @@ class GeneratedViews:
         self.augment = augment if "pixel" in kind else None
         self.anchors = anchors
         if anchors is not None:
-            g = torch.Generator().manual_seed(seed)
+            rng = torch.Generator().manual_seed(seed)
             labels = torch.arange(anchors) % gen.num_classes
-            self.pool_labels = labels[torch.randperm(anchors, generator=g)]
-            self.pool_z = self._anchor_latents(self.pool_labels, g)
+            self.pool_labels = labels[torch.randperm(anchors, generator=rng)]
+            self.pool_z = self._anchor_latents(self.pool_labels, rng)
             self._queue = torch.empty(0, dtype=torch.long)
 
-    def _anchor_latents(self, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        z = self.gen.sample_latents(labels, generator=g)
+    def _anchor_latents(self, labels: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        z = self.gen.sample_latents(labels, rng=rng)
         if self.truncation:
             for _ in range(50):        # redraw from the family's own prior, whatever it is
                 bad = z.abs() > self.truncation
                 if not bad.any():
                     break
-                z = torch.where(bad, self.gen.sample_latents(labels, generator=g), z)
+                z = torch.where(bad, self.gen.sample_latents(labels, rng=rng), z)
             z = z.clamp(-self.truncation, self.truncation)   # a tiny t could leave a few: clamp those
         return z
 
-    def _anchor_batch(self, batch_size: int, g: torch.Generator):
+    def _anchor_batch(self, batch_size: int, rng: torch.Generator):
         if self.anchors is None:
-            labels = torch.randint(0, self.gen.num_classes, (batch_size,), generator=g)
-            return self._anchor_latents(labels, g), labels
+            labels = torch.randint(0, self.gen.num_classes, (batch_size,), generator=rng)
+            return self._anchor_latents(labels, rng), labels
         while len(self._queue) < batch_size:
-            self._queue = torch.cat([self._queue, torch.randperm(self.anchors, generator=g)])
+            self._queue = torch.cat([self._queue, torch.randperm(self.anchors, generator=rng)])
         idx, self._queue = self._queue[:batch_size], self._queue[batch_size:]
         return self.pool_z[idx], self.pool_labels[idx]
 
-    def neighbours(self, z: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def neighbours(self, z: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         """The neighbour of each anchor (`noise` kind), clamped to [-t, t] under truncation; eps is drawn even at
         sigma=0 (same RNG stream at every sigma, so a sweep's rows differ only in sigma)."""
-        return neighbour(z, torch.randn(z.shape, generator=g), self.sigma, self.noise, self.truncation)
+        return neighbour(z, torch.randn(z.shape, generator=rng), self.sigma, self.noise, self.truncation)
 
-    def next_pair(self, batch_size: int, generator: torch.Generator):
-        z, labels = self._anchor_batch(batch_size, generator)
+    def next_pair(self, batch_size: int, rng: torch.Generator):
+        z, labels = self._anchor_batch(batch_size, rng)
         known = labels if not isinstance(self.gen, LabelFreeGenerator) else torch.full_like(labels, -1)
         if self.kind == "pixel":
             x = self.gen.decode(z, labels)
-            return self.augment(x, generator), self.augment(x, generator), known
-        z2 = self.neighbours(z, generator)
+            return self.augment(x, rng), self.augment(x, rng), known
+        z2 = self.neighbours(z, rng)
         x1, x2 = self.gen.decode(torch.cat([z, z2]), torch.cat([labels, labels])).chunk(2)   # one decoder call
         if self.augment is not None:
-            x1, x2 = self.augment(x1, generator), self.augment(x2, generator)
+            x1, x2 = self.augment(x1, rng), self.augment(x2, rng)
         return x1, x2, known
 
 
@@ -322,8 +322,8 @@ class LabelFreeGenerator:
     def device(self) -> torch.device:
         return self.gen.device
 
-    def sample_latents(self, labels, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.gen.sample_latents(labels, generator=generator)
+    def sample_latents(self, labels, rng: torch.Generator | None = None) -> torch.Tensor:
+        return self.gen.sample_latents(labels, rng=rng)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels=None) -> torch.Tensor:
@@ -336,8 +336,8 @@ class LabelFreeGenerator:
             null = torch.full((len(z),), self.gen.num_classes, dtype=torch.long, device=dev)
             x = self._flow._decode(z, null)
         else:
-            g = self.gen
-            x = (g.mean + (z * g.explained_variance.sqrt()) @ g.components).view(len(z), *g.image_shape)
+            pca = self.gen
+            x = (pca.mean + (z * pca.explained_variance.sqrt()) @ pca.components).view(len(z), *pca.image_shape)
         return x.float().clamp_(0, 1).cpu()
 
 
@@ -366,10 +366,10 @@ def view_pairs(gen, sigmas, labels, seed: int = 0, truncation: float = 0.0, nois
     """Images for a figure: row 0 the anchors G(z, y), row r the neighbour view at sigmas[r-1] (`noise` kind), one
     shared eps per anchor (so rows differ only in sigma). Returns (1 + len(sigmas), len(labels), C, H, W) in [0, 1]."""
     labels = torch.as_tensor(labels).long()
-    g = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     src = GeneratedViews(gen, "latent", sigma=0.0, truncation=truncation)
-    z = src._anchor_latents(labels, g)
-    eps = torch.randn(z.shape, generator=g)
+    z = src._anchor_latents(labels, rng)
+    eps = torch.randn(z.shape, generator=rng)
     rows = [z] + [neighbour(z, eps, s, noise, truncation) for s in sigmas]
     x = gen.decode(torch.cat(rows), labels.repeat(len(rows)))
     return x.view(len(rows), len(labels), *x.shape[1:])

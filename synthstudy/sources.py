@@ -1,8 +1,9 @@
 """Batch sources: everything that feeds the training loop yields (images, labels) batches through one interface.
 
-A source has `next_batch(batch_size, generator) -> (images, labels)` where images are uint8 in [0, 255] or float
-in [0, 1], shape (B, C, H, W). The real arm is `ImageSetSource`; the generator arms (pools, online streams, mixes,
-latent views) implement the same method, so `train.fit` never knows which arm it is training.
+A source has `next_batch(batch_size, rng) -> (images, labels)` where images are uint8 in [0, 255] or float
+in [0, 1], shape (B, C, H, W), and `rng` is the training loop's seeded `torch.Generator`. The real arm is
+`ImageSetSource`; the generator arms (pools, online streams, mixes, latent views) implement the same method, so
+`train.fit` never knows which arm it is training.
 """
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ class ImageSetSource:
     def __len__(self) -> int:
         return len(self.images)
 
-    def next_batch(self, batch_size: int, generator: torch.Generator):
+    def next_batch(self, batch_size: int, rng: torch.Generator):
         while len(self._queue) < batch_size:
-            self._queue = torch.cat([self._queue, torch.randperm(len(self.images), generator=generator)])
+            self._queue = torch.cat([self._queue, torch.randperm(len(self.images), generator=rng)])
         idx, self._queue = self._queue[:batch_size], self._queue[batch_size:]
         return self.images.images[idx], self.images.labels[idx]
 
@@ -37,9 +38,9 @@ class GeneratorStream:
     """Fresh synthetic images every batch (the "unlimited data" arm).
 
     Labels are balanced over classes by default: each batch holds every class equally often (remainder classes
-    drawn by the caller's generator). `class_probs` instead draws labels i.i.d. from those weights, e.g. an
+    drawn by the caller's `rng`). `class_probs` instead draws labels i.i.d. from those weights, e.g. an
     imbalanced training set's class frequencies for the like-for-like arm of the bias audit. Labels and latents
-    come from the caller's seeded generator, so a training run on a stream is reproducible on CPU. Images are
+    come from the caller's seeded `rng`, so a training run on a stream is reproducible on CPU. Images are
     float in [0, 1], produced on the generator's device and returned on CPU.
     """
 
@@ -54,20 +55,20 @@ class GeneratorStream:
                                  f"(one per class), got {probs.tolist()}")
             self.probs = probs / probs.sum()
 
-    def next_batch(self, batch_size: int, generator: torch.Generator):
+    def next_batch(self, batch_size: int, rng: torch.Generator):
         if self.probs is None:
-            labels = balanced_labels(batch_size, self.num_classes, generator)
+            labels = balanced_labels(batch_size, self.num_classes, rng)
         else:
-            labels = torch.multinomial(self.probs, batch_size, replacement=True, generator=generator)
-        return self.model.sample(labels, generator=generator), labels
+            labels = torch.multinomial(self.probs, batch_size, replacement=True, generator=rng)
+        return self.model.sample(labels, rng=rng), labels
 
 
-def balanced_labels(count: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+def balanced_labels(count: int, num_classes: int, rng: torch.Generator) -> torch.Tensor:
     """`count` labels, every class count // num_classes times plus a random remainder, in random order."""
     base = torch.arange(num_classes).repeat(count // num_classes)
-    extra = torch.randperm(num_classes, generator=generator)[: count - len(base)]
+    extra = torch.randperm(num_classes, generator=rng)[: count - len(base)]
     labels = torch.cat([base, extra])
-    return labels[torch.randperm(len(labels), generator=generator)]
+    return labels[torch.randperm(len(labels), generator=rng)]
 
 
 class MixSource:
@@ -91,7 +92,7 @@ class MixSource:
         self.real, self.synthetic, self.fraction = real, synthetic, float(synthetic_fraction)
         self.replace = bool(replace)
 
-    def next_batch(self, batch_size: int, generator: torch.Generator):
+    def next_batch(self, batch_size: int, rng: torch.Generator):
         if self.replace:
             n_syn = int(round(self.fraction * batch_size))
             n_real = batch_size - n_syn
@@ -99,9 +100,9 @@ class MixSource:
             n_real, n_syn = batch_size, extra_synthetic(batch_size, self.fraction)
         parts = []
         if n_real:
-            parts.append(self.real.next_batch(n_real, generator))
+            parts.append(self.real.next_batch(n_real, rng))
         if n_syn:
-            parts.append(self.synthetic.next_batch(n_syn, generator))
+            parts.append(self.synthetic.next_batch(n_syn, rng))
         images = torch.cat([to_unit(x) for x, _ in parts])
         labels = torch.cat([y for _, y in parts])
         return images, labels

@@ -140,21 +140,21 @@ def to_model_input(images: torch.Tensor, device: torch.device, channels_last: bo
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def augment_batch(x: torch.Tensor, kind: str, pad: int, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(x: torch.Tensor, kind: str, pad: int, rng: torch.Generator) -> torch.Tensor:
     """Per-sample random translation (zero padding) and horizontal flip, vectorised over the batch."""
     if kind == "none":
         return x
     b, c, h, w = x.shape
     if "crop" in kind and pad > 0:
         padded = F.pad(x, (pad, pad, pad, pad), value=-1.0)  # -1 is black in model units
-        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=rng).to(x.device)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=rng).to(x.device)
         x = _shift(padded, dy, dx, h, w)
     if "flip" in kind:
-        flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        flip = (torch.rand(b, generator=rng) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if "erase" in kind:
-        x = _erase(x, generator)
+        x = _erase(x, rng)
     return x
 
 
@@ -167,12 +167,12 @@ def _shift(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: 
     return out.permute(0, 3, 1, 2)
 
 
-def _erase(x: torch.Tensor, generator: torch.Generator, size_frac: float = 0.4) -> torch.Tensor:
+def _erase(x: torch.Tensor, rng: torch.Generator, size_frac: float = 0.4) -> torch.Tensor:
     """Cutout: a square of side `size_frac` * width set to the mean (0) at a random place in each image."""
     b, _, h, w = x.shape
     s = max(1, int(round(size_frac * w)))
-    cy = torch.randint(0, h, (b,), generator=generator).to(x.device)
-    cx = torch.randint(0, w, (b,), generator=generator).to(x.device)
+    cy = torch.randint(0, h, (b,), generator=rng).to(x.device)
+    cx = torch.randint(0, w, (b,), generator=rng).to(x.device)
     ys = torch.arange(h, device=x.device)[None, :]
     xs = torch.arange(w, device=x.device)[None, :]
     my = ((ys - cy[:, None]).abs() <= s // 2)[:, :, None]

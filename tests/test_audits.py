@@ -22,11 +22,11 @@ class Copier:
     def __init__(self, train: data.ImageSet, num_classes: int = 10):
         self.train, self.num_classes = train, num_classes
 
-    def sample(self, labels, generator=None):
+    def sample(self, labels, rng=None):
         out = []
         for y in labels.tolist():
             pool = torch.nonzero(self.train.labels == y).flatten()
-            out.append(self.train.images[pool[torch.randint(len(pool), (1,), generator=generator)]])
+            out.append(self.train.images[pool[torch.randint(len(pool), (1,), generator=rng)]])
         return torch.cat(out).float() / 255
 
 
@@ -37,9 +37,9 @@ class ClassMeanNoise:
         self.means = torch.stack([train.images[train.labels == c].float().mean(0) / 255 for c in range(num_classes)])
         self.num_classes, self.noise = num_classes, noise
 
-    def sample(self, labels, generator=None):
+    def sample(self, labels, rng=None):
         x = self.means[labels]
-        return (x + self.noise * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+        return (x + self.noise * torch.randn(x.shape, generator=rng)).clamp(0, 1)
 
 
 class Encoded:
@@ -48,7 +48,7 @@ class Encoded:
     def __init__(self, num_classes: int = 10, collapse=()):
         self.num_classes, self.collapse = num_classes, set(collapse)
 
-    def sample(self, labels, generator=None):
+    def sample(self, labels, rng=None):
         shown = torch.tensor([9 if int(y) in self.collapse else int(y) for y in labels])
         return (shown.float() / 10 + 0.05)[:, None, None, None].expand(-1, 1, 8, 8).clone()
 
@@ -219,7 +219,7 @@ def test_memoriser_returns_noisy_training_images_of_the_requested_class(members)
     train, _ = members
     memoriser = privacy.Memoriser(train, noise=0.03)
     labels = torch.tensor([3, 3, 7, 0])
-    x = memoriser.sample(labels, generator=torch.Generator().manual_seed(0))
+    x = memoriser.sample(labels, rng=torch.Generator().manual_seed(0))
     assert x.shape == (4, 1, 8, 8) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
     t = privacy.as_features(train.images)
     d, nearest, _ = privacy.cross_nearest(privacy.as_features(x), t)

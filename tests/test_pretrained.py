@@ -96,11 +96,11 @@ def test_registry_keeps_the_zoo_and_adds_pretrained_names():
 def test_biggan_samples_class_conditionally_in_range_and_deterministically(biggan_dir):
     gen = make_biggan(biggan_dir)
     labels = torch.arange(10).repeat(2)
-    x = gen.sample(labels, generator=seeded(0))
+    x = gen.sample(labels, rng=seeded(0))
     assert x.shape == (20, 3, 16, 16) and x.dtype == torch.float32 and x.device.type == "cpu"
     assert torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1 and x.std() > 0
-    assert torch.equal(x, gen.sample(labels, generator=seeded(0)))                 # same seed, same images
-    assert not torch.equal(x, gen.sample(labels, generator=seeded(1)))
+    assert torch.equal(x, gen.sample(labels, rng=seeded(0)))                 # same seed, same images
+    assert not torch.equal(x, gen.sample(labels, rng=seeded(1)))
     # CIFAR-10 classes have several ImageNet classes: z is BigGAN's 8 dims plus the class selector
     assert gen.latent_dim == 8 + 1 and gen.has_selector
     assert generators.parameter_bytes(gen) > 0
@@ -143,7 +143,7 @@ def test_selector_draws_every_mapped_imagenet_class_and_only_those(biggan_dir):
 
 def test_grey_and_resized_output(biggan_dir):
     gen = make_biggan(biggan_dir, classes=WNIDS, image_shape=(1, 4, 4))
-    x = gen.sample(torch.tensor([0, 1, 2]), generator=seeded(0))
+    x = gen.sample(torch.tensor([0, 1, 2]), rng=seeded(0))
     assert x.shape == (3, 1, 4, 4) and x.min() >= 0 and x.max() <= 1
 
 
@@ -159,10 +159,10 @@ def test_fit_is_a_no_op(biggan_dir, digits):
 def test_dit_samples_class_conditionally_in_range_and_deterministically(dit_dir):
     gen = make_dit(dit_dir)
     labels = torch.tensor([0, 1, 2, 0])
-    x = gen.sample(labels, generator=seeded(0))
+    x = gen.sample(labels, rng=seeded(0))
     assert x.shape == (4, 3, 8, 8) and torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
-    assert torch.equal(x, gen.sample(labels, generator=seeded(0)))
-    assert not torch.equal(x, gen.sample(labels, generator=seeded(1)))
+    assert torch.equal(x, gen.sample(labels, rng=seeded(0)))
+    assert not torch.equal(x, gen.sample(labels, rng=seeded(1)))
     assert gen.latent_dim == 4 * 4 * 4                          # the initial noise, flattened
     assert generators.parameter_bytes(gen) > 0
 

@@ -200,9 +200,9 @@ class BalancedResampler:
     def __len__(self) -> int:
         return len(self.images)
 
-    def next_batch(self, batch_size: int, generator: torch.Generator):
-        which = torch.randint(len(self.classes), (batch_size,), generator=generator)
-        within = (torch.rand(batch_size, generator=generator) * self._counts[which]).long()
+    def next_batch(self, batch_size: int, rng: torch.Generator):
+        which = torch.randint(len(self.classes), (batch_size,), generator=rng)
+        within = (torch.rand(batch_size, generator=rng) * self._counts[which]).long()
         idx = torch.stack([self._members[int(c)][int(i)] for c, i in zip(which, within)])
         return self.images.images[idx], self.images.labels[idx]
 

@@ -87,16 +87,16 @@ class Memoriser:
         self.noise = float(noise)
         self._by_class = {int(c): torch.nonzero(self.labels == c).flatten() for c in torch.unique(self.labels)}
 
-    def sample(self, labels, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, labels, rng: torch.Generator | None = None) -> torch.Tensor:
         labels = torch.as_tensor(labels).long()
         missing = sorted(set(labels.tolist()) - set(self._by_class))
         if missing:
             raise ValueError(f"the memoriser holds no training image of class(es) {missing}")
-        u = torch.rand(len(labels), generator=generator)
+        u = torch.rand(len(labels), generator=rng)
         picks = torch.stack([self._by_class[int(y)][int(v * len(self._by_class[int(y)]))]
                              for y, v in zip(labels, u)]) if len(labels) else torch.empty(0, dtype=torch.long)
         x = images_to_unit(self.images[picks])
-        return (x + self.noise * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+        return (x + self.noise * torch.randn(x.shape, generator=rng)).clamp(0, 1)
 
 
 # ---------------------------------------------------------------- inputs
@@ -120,8 +120,8 @@ def labels_like(labels, count: int, seed: int) -> torch.Tensor:
 def generate(generator, labels: torch.Tensor, seed: int, batch_size: int = 500) -> torch.Tensor:
     """`generator.sample(labels)` in batches (a conv decoder on 10,000 images at once would need gigabytes),
     from one seeded random stream: float (B, C, H, W) in [0, 1] on the CPU."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.cat([generator.sample(labels[i:i + batch_size], generator=g)
+    rng = torch.Generator().manual_seed(seed)
+    return torch.cat([generator.sample(labels[i:i + batch_size], rng=rng)
                       for i in range(0, len(labels), batch_size)])
 
 
@@ -219,8 +219,8 @@ def leave_one_out(train: torch.Tensor, embed: Callable[[torch.Tensor], torch.Ten
     t = as_features(train, embed)
     if len(t) < 2:
         raise ValueError(f"train has {len(t)} image(s); leave-one-out distances need at least 2")
-    g = torch.Generator().manual_seed(seed)
-    queries = torch.randperm(len(t), generator=g)[:loo_queries] if len(t) > loo_queries else torch.arange(len(t))
+    rng = torch.Generator().manual_seed(seed)
+    queries = torch.randperm(len(t), generator=rng)[:loo_queries] if len(t) > loo_queries else torch.arange(len(t))
     return cross_nearest(t[queries], t, self_index=queries, chunk=chunk, device=device)[0]
 
 
@@ -317,15 +317,15 @@ def audit(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor,
     if not s.shape[1] == t.shape[1] == h.shape[1]:
         raise ValueError(f"samples, train and heldout have different dimensions: {s.shape[1]}, {t.shape[1]}, "
                          f"{h.shape[1]} (images of one shape, or vectors of one space)")
-    g = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     run = dict(chunk=chunk, device=device)
     # the whole training set: every copy is found, and every member gets its attack score, in one pass
     d_train, nn_train, member_d = cross_nearest(s, t, **run)
     d_heldout, _, nonmember_d = cross_nearest(s, h, **run)
     # the ratio compares distances to equally many references: the larger set is cut to the smaller one's size
     m = min(len(t), len(h))
-    ratio_train = d_train if len(t) == m else cross_nearest(s, t[torch.randperm(len(t), generator=g)[:m]], **run)[0]
-    ratio_held = d_heldout if len(h) == m else cross_nearest(s, h[torch.randperm(len(h), generator=g)[:m]], **run)[0]
+    ratio_train = d_train if len(t) == m else cross_nearest(s, t[torch.randperm(len(t), generator=rng)[:m]], **run)[0]
+    ratio_held = d_heldout if len(h) == m else cross_nearest(s, h[torch.randperm(len(h), generator=rng)[:m]], **run)[0]
     eps = 1e-6 * max(float(ratio_held.median()), 1e-12)   # an exact duplicate of both gives ~1, not 0/0
     ratio = (ratio_train + eps) / (ratio_held + eps)
     if train_nn is None:

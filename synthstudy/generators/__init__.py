@@ -5,7 +5,7 @@
     ['cgan', 'cvae', 'flow', 'pca_gaussian']
     >>> gen = generators.create("cgan", image_shape=(1, 28, 28), num_classes=10, width=32)
     >>> history = gen.fit(train, steps=5000, seed=0)                 # train: data.ImageSet
-    >>> x = gen.sample(labels, generator=torch.Generator().manual_seed(0))   # float (B, C, H, W) in [0, 1], CPU
+    >>> x = gen.sample(labels, rng=torch.Generator().manual_seed(0))   # float (B, C, H, W) in [0, 1], CPU
 
     # the same, trained once and then loaded from results/cache/generators/<hash>/ on every rerun
     >>> gen = generators.fit_cached("cgan", train, data_key={"dataset": "fashion_mnist", "n": 1000, "subset_seed": 0},
@@ -23,7 +23,7 @@ onto the study's class names: `biggan-deep-128|256|512` (pytorch-pretrained-bigg
 `dit-xl-2-256|512` (diffusers). Weights come from `pretrained_path` or, with `allow_download=True`, the internet;
 `fit_cached` / `fit_on_subset` return them loaded (nothing to fit, nothing cached).
 
-Every generator has the latent interface used for "views": `z = gen.sample_latents(labels, g)`,
+Every generator has the latent interface used for "views": `z = gen.sample_latents(labels, rng)`,
 `gen.decode(z, labels)`; `gen.sample(...)` is the two in a row, and nearby latents decode to similar images.
 `parameter_bytes(gen)` is the storage a generator needs to sample (for the storage table).
 """
@@ -259,11 +259,11 @@ def sample_pool(generator: Generator, m: int, seed: int, batch_size: int = 500, 
     from ..sources import balanced_labels
     if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m <= 0:
         raise ValueError(f"pool size m={m!r} must be a positive integer")
-    g = torch.Generator().manual_seed(seed)
-    labels = balanced_labels(int(m), generator.num_classes, g)
+    rng = torch.Generator().manual_seed(seed)
+    labels = balanced_labels(int(m), generator.num_classes, rng)
     chunks = []
     for i in tqdm(range(0, len(labels), batch_size), disable=not progress, desc="sample pool", leave=False):
-        x = generator.sample(labels[i:i + batch_size], generator=g)
+        x = generator.sample(labels[i:i + batch_size], rng=rng)
         chunks.append(x.mul(255).round_().to(torch.uint8))
     return ImageSet(torch.cat(chunks), labels)
 

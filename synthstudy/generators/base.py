@@ -8,7 +8,7 @@ a CPU model, so every family behaves the same way; the families log their losses
     >>> gen = generators.create("cvae", image_shape=(1, 28, 28), num_classes=10)
     >>> history = gen.fit(train, steps=2000, seed=0)           # same seed + same data -> same weights on CPU
     >>> x = gen.sample(torch.arange(10))                       # float (10, 1, 28, 28) in [0, 1], on CPU
-    >>> z = gen.sample_latents(labels, g); x = gen.decode(z + 0.1 * torch.randn_like(z), labels)   # a "view"
+    >>> z = gen.sample_latents(labels, rng); x = gen.decode(z + 0.1 * torch.randn_like(z), labels)   # a "view"
 
 `fit` starts from scratch every time: it reseeds and rebuilds the networks, so the result depends only on the
 data, the config, `steps` and `seed`.
@@ -95,7 +95,7 @@ class Generator(nn.Module):
         (`losses`: a `train.LossLog` curve)."""
         raise NotImplementedError
 
-    def sample_latents(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_latents(self, labels: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
         """Latents (B, latent_dim), float32 on CPU, drawn from the prior the decoder expects."""
         raise NotImplementedError
 
@@ -175,10 +175,10 @@ class Generator(nn.Module):
         x = self._decode(z.to(dev, torch.float32), labels.to(dev))
         return x.float().clamp_(0, 1).cpu()
 
-    def sample(self, labels, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Fresh images of the given classes: `decode(sample_latents(labels, generator), labels)`."""
+    def sample(self, labels, rng: torch.Generator | None = None) -> torch.Tensor:
+        """Fresh images of the given classes: `decode(sample_latents(labels, rng), labels)`."""
         labels = self.check_labels(labels)
-        return self.decode(self.sample_latents(labels, generator), labels)
+        return self.decode(self.sample_latents(labels, rng), labels)
 
     def extra_repr(self) -> str:
         return f"image_shape={self.image_shape}, num_classes={self.num_classes}, config={self.config}"

@@ -36,7 +36,7 @@ or pass `truncation=` to `sample_latents` / `sample`. Truncation trades diversit
 
     >>> gen = generators.create("cgan", (1, 28, 28), 10, width=32)
     >>> gen.fit(train, steps=5000, seed=0)
-    >>> gen.sample(torch.arange(10), generator=torch.Generator().manual_seed(0))
+    >>> gen.sample(torch.arange(10), rng=torch.Generator().manual_seed(0))
 """
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ class Discriminator(nn.Module):
 
 
 # ---------------------------------------------------------------- augmentation
-def diff_augment(x: torch.Tensor, policy: str, gen: torch.Generator, translation: float = 0.125,
+def diff_augment(x: torch.Tensor, policy: str, rng: torch.Generator, translation: float = 0.125,
                  cutout: float = 0.5) -> torch.Tensor:
     """Differentiable augmentation of images in [-1, 1] (gradients reach G through it), fresh per sample.
 
@@ -156,8 +156,8 @@ def diff_augment(x: torch.Tensor, policy: str, gen: torch.Generator, translation
         s = int(h * translation + 0.5)
         if s > 0:
             padded = F.pad(x, (s, s, s, s), value=-1.0)
-            dy = torch.randint(0, 2 * s + 1, (b,), generator=gen).to(dev)
-            dx = torch.randint(0, 2 * s + 1, (b,), generator=gen).to(dev)
+            dy = torch.randint(0, 2 * s + 1, (b,), generator=rng).to(dev)
+            dx = torch.randint(0, 2 * s + 1, (b,), generator=rng).to(dev)
             rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]       # (B, 1, H, 1)
             cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]       # (B, 1, 1, W)
             batch = torch.arange(b, device=dev)[:, None, None, None]
@@ -165,8 +165,8 @@ def diff_augment(x: torch.Tensor, policy: str, gen: torch.Generator, translation
             x = padded[batch, chans, rows, cols]
     if "cutout" in policy:
         sh, sw = int(h * cutout + 0.5), int(w * cutout + 0.5)
-        oy = (torch.randint(0, h + (1 - sh % 2), (b,), generator=gen) - sh // 2).to(dev)
-        ox = (torch.randint(0, w + (1 - sw % 2), (b,), generator=gen) - sw // 2).to(dev)
+        oy = (torch.randint(0, h + (1 - sh % 2), (b,), generator=rng) - sh // 2).to(dev)
+        ox = (torch.randint(0, w + (1 - sw % 2), (b,), generator=rng) - sw // 2).to(dev)
         ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
         in_y = (ys[None] >= oy[:, None]) & (ys[None] < oy[:, None] + sh)
         in_x = (xs[None] >= ox[:, None]) & (xs[None] < ox[:, None] + sw)
@@ -194,9 +194,9 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return 1.0 / ((image_gap / latent_gap).mean() + 1e-5)
 
 
-def truncated_normal(shape, truncation: float | None, generator: torch.Generator | None) -> torch.Tensor:
+def truncated_normal(shape, truncation: float | None, rng: torch.Generator | None) -> torch.Tensor:
     """Standard normal draws; with `truncation`, every entry with |z| > truncation is redrawn until none is."""
-    z = torch.randn(shape, generator=generator)
+    z = torch.randn(shape, generator=rng)
     if truncation is None:
         return z
     while True:
@@ -204,7 +204,7 @@ def truncated_normal(shape, truncation: float | None, generator: torch.Generator
         n = int(bad.sum())
         if n == 0:
             return z
-        z[bad] = torch.randn(n, generator=generator)
+        z[bad] = torch.randn(n, generator=rng)
 
 
 # ---------------------------------------------------------------- the generator family
@@ -331,7 +331,7 @@ class CGAN(Generator):
             b_ema.copy_(b)
 
     @torch.no_grad()
-    def _recompute_bn_stats(self, train_labels, batch_size, device, gen) -> None:
+    def _recompute_bn_stats(self, train_labels, batch_size, device, rng) -> None:
         """BatchNorm statistics for the averaged weights (the live generator's would not match them):
         cumulative means over `bn_batches` batches of fresh samples, labels drawn from the training labels."""
         norms = [m for m in self.g_ema.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -340,23 +340,23 @@ class CGAN(Generator):
             m.momentum = None                     # None = cumulative average over the batches below
         self.g_ema.train()
         for _ in range(self.config["bn_batches"]):
-            idx = torch.randint(0, len(train_labels), (batch_size,), generator=gen).to(device)
-            z = torch.randn(batch_size, self.latent_dim, generator=gen).to(device)
+            idx = torch.randint(0, len(train_labels), (batch_size,), generator=rng).to(device)
+            z = torch.randn(batch_size, self.latent_dim, generator=rng).to(device)
             self.g_ema(z, train_labels[idx])
         for m in norms:
             m.momentum = 0.1
         self.g_ema.eval()
 
-    def sample_latents(self, labels, generator=None, truncation: float | None = None) -> torch.Tensor:
+    def sample_latents(self, labels, rng=None, truncation: float | None = None) -> torch.Tensor:
         labels = self.check_labels(labels)
         t = self.truncation if truncation is None else truncation
         if t is not None:
             check_number("truncation", t, 0.0, math.inf, low_open=True)
-        return truncated_normal((len(labels), self.latent_dim), t, generator)
+        return truncated_normal((len(labels), self.latent_dim), t, rng)
 
-    def sample(self, labels, generator=None, truncation: float | None = None) -> torch.Tensor:
+    def sample(self, labels, rng=None, truncation: float | None = None) -> torch.Tensor:
         labels = self.check_labels(labels)
-        return self.decode(self.sample_latents(labels, generator, truncation), labels)
+        return self.decode(self.sample_latents(labels, rng, truncation), labels)
 
     def _decode(self, z, labels):
         self.g_ema.eval()

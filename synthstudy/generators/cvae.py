@@ -7,7 +7,7 @@ Supported sizes: 8x8, 16x16, 28x28, 32x32.
 
     >>> gen = generators.create("cvae", (1, 28, 28), 10, latent_dim=16, width=32)
     >>> gen.fit(train, steps=3000, seed=0)
-    >>> gen.sample(torch.tensor([0, 1, 2]), generator=torch.Generator().manual_seed(0))
+    >>> gen.sample(torch.tensor([0, 1, 2]), rng=torch.Generator().manual_seed(0))
 
 Likelihood: `gaussian` (default) scores reconstructions by squared error / (2 sigma^2) with a fixed `sigma`;
 `bernoulli` by binary cross-entropy. On digits (400 steps) the Bernoulli model leaned on the label and its samples
@@ -158,17 +158,17 @@ class CVAE(Generator):
         self.eval()
         return {"losses": log.series["loss"], "reconstruction": log.series["reconstruction"], "kl": log.series["kl"]}
 
-    def sample_latents(self, labels, generator=None) -> torch.Tensor:
+    def sample_latents(self, labels, rng=None) -> torch.Tensor:
         labels = self.check_labels(labels)
-        return torch.randn(len(labels), self.latent_dim, generator=generator)
+        return torch.randn(len(labels), self.latent_dim, generator=rng)
 
-    def sample(self, labels, generator=None) -> torch.Tensor:
+    def sample(self, labels, rng=None) -> torch.Tensor:
         """Fresh images: `decode(sample_latents(...))` plus `sample_noise` x N(0, 1) pixel noise, clamped to
-        [0, 1], drawn from the same `generator` (`decode` alone stays noise-free, for latent views)."""
+        [0, 1], drawn from the same `rng` (`decode` alone stays noise-free, for latent views)."""
         labels = self.check_labels(labels)
-        x = self.decode(self.sample_latents(labels, generator), labels)
+        x = self.decode(self.sample_latents(labels, rng), labels)
         if self.config["sample_noise"] > 0:
-            x = (x + self.config["sample_noise"] * torch.randn(x.shape, generator=generator)).clamp_(0, 1)
+            x = (x + self.config["sample_noise"] * torch.randn(x.shape, generator=rng)).clamp_(0, 1)
         return x
 
     def _decode(self, z, labels):

@@ -19,7 +19,7 @@ class identity at the cost of diversity.
 
     >>> gen = generators.create("flow", (1, 28, 28), 10, guidance=1.5)
     >>> gen.fit(train, steps=3000, seed=0)           # first 60% autoencoder, then the flow
-    >>> x = gen.sample(torch.arange(10), generator=torch.Generator().manual_seed(0))
+    >>> x = gen.sample(torch.arange(10), rng=torch.Generator().manual_seed(0))
 
 Cost (counted): with width 16 the autoencoder is ~21 M FLOPs per 28x28 image forward; the velocity MLP at hidden
 384 with 3 blocks ~4 M FLOPs per evaluation (~3.3 M with the per-time modulation tables of `_velocity`), so a
@@ -246,9 +246,9 @@ class FlowMatching(Generator):
         return (latents - self.latent_mean[None, :, None, None]) / self.latent_std[None, :, None, None]
 
     # ------------------------------------------------------------ sampling
-    def sample_latents(self, labels, generator=None) -> torch.Tensor:
+    def sample_latents(self, labels, rng=None) -> torch.Tensor:
         labels = self.check_labels(labels)
-        return torch.randn(len(labels), self.latent_dim, generator=generator)
+        return torch.randn(len(labels), self.latent_dim, generator=rng)
 
     def _velocity(self, x, t, labels):
         w = self.config["guidance"]

@@ -93,9 +93,9 @@ class PCAGaussian(Generator):
         ratio = float(evals[-k:].clamp(min=0).sum() / evals.clamp(min=0).sum().clamp(min=1e-12))
         return {"explained_variance_ratio": ratio, "n_components": k, "losses": []}
 
-    def sample_latents(self, labels, generator=None) -> torch.Tensor:
+    def sample_latents(self, labels, rng=None) -> torch.Tensor:
         labels = self.check_labels(labels)
-        return torch.randn(len(labels), self.latent_dim, generator=generator)
+        return torch.randn(len(labels), self.latent_dim, generator=rng)
 
     def _decode(self, z, labels):
         coef = self.class_mean[labels] + torch.einsum("bij,bj->bi", self.class_chol[labels], z)

@@ -5,8 +5,8 @@ families this study trains, so every notebook can use them by name:
 
     >>> gen = generators.create("biggan-deep-128", image_shape=(3, 32, 32), num_classes=10,
     ...                         classes=data.CIFAR10_CLASSES, pretrained_path="weights/biggan-deep-128")
-    >>> x = gen.sample(labels, generator=torch.Generator().manual_seed(0))   # float (B, 3, 32, 32) in [0, 1], CPU
-    >>> z = gen.sample_latents(labels, g); views = gen.decode(z + 0.3 * torch.randn_like(z), labels)
+    >>> x = gen.sample(labels, rng=torch.Generator().manual_seed(0))   # float (B, 3, 32, 32) in [0, 1], CPU
+    >>> z = gen.sample_latents(labels, rng); views = gen.decode(z + 0.3 * torch.randn_like(z), labels)
 
 Families (`PRETRAINED` lists the names):
 - `biggan-deep-128`, `-256`, `-512`: BigGAN-deep through the `pytorch-pretrained-biggan` package (GenRep's
@@ -256,15 +256,15 @@ def check_ready(name: str, classes=None, class_map: dict | None = None, allow_do
     return folder
 
 
-def truncated_normal(shape, bound: float | None, generator: torch.Generator | None) -> torch.Tensor:
+def truncated_normal(shape, bound: float | None, rng: torch.Generator | None) -> torch.Tensor:
     """Standard normal draws on CPU; with `bound`, every entry with |z| > bound is redrawn until none is."""
-    z = torch.randn(shape, generator=generator)
+    z = torch.randn(shape, generator=rng)
     if bound is not None:
         while True:
             bad = z.abs() > bound
             if not bad.any():
                 break
-            z = torch.where(bad, torch.randn(shape, generator=generator), z)
+            z = torch.where(bad, torch.randn(shape, generator=rng), z)
     return z
 
 
@@ -321,7 +321,7 @@ class PretrainedGenerator(Generator):
     def _load(self, folder: Path | None) -> None:
         raise NotImplementedError
 
-    def _sample_noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    def _sample_noise(self, n: int, rng: torch.Generator | None) -> torch.Tensor:
         raise NotImplementedError
 
     def _generate(self, noise: torch.Tensor, imagenet_labels: torch.Tensor) -> torch.Tensor:
@@ -338,13 +338,13 @@ class PretrainedGenerator(Generator):
         """Nothing to fit: a pretrained generator is used as downloaded. Returns its (loading) history."""
         return self.history
 
-    def sample_latents(self, labels, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_latents(self, labels, rng: torch.Generator | None = None) -> torch.Tensor:
         """(B, latent_dim) on CPU: the model's noise, then (when a class has several ImageNet classes) a standard
         normal selector coordinate."""
         labels = self.check_labels(labels)
-        parts = [self._sample_noise(len(labels), generator)]
+        parts = [self._sample_noise(len(labels), rng)]
         if self.has_selector:
-            parts.append(torch.randn(len(labels), 1, generator=generator))
+            parts.append(torch.randn(len(labels), 1, generator=rng))
         return torch.cat(parts, dim=1)
 
     def imagenet_labels(self, labels: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -404,8 +404,8 @@ class BigGANGenerator(PretrainedGenerator):
                              f"{IMAGENET_CLASSES}")
         self.noise_dim = cfg.z_dim
 
-    def _sample_noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        return self.truncation * truncated_normal((n, self.noise_dim), 2.0, generator)
+    def _sample_noise(self, n: int, rng: torch.Generator | None) -> torch.Tensor:
+        return self.truncation * truncated_normal((n, self.noise_dim), 2.0, rng)
 
     def _generate(self, noise: torch.Tensor, imagenet_labels: torch.Tensor) -> torch.Tensor:
         one_hot = F.one_hot(imagenet_labels, IMAGENET_CLASSES).float()
@@ -461,8 +461,8 @@ class DiTGenerator(PretrainedGenerator):
         self.noise_shape = (cfg.in_channels, cfg.sample_size, cfg.sample_size)
         self.noise_dim = math.prod(self.noise_shape)
 
-    def _sample_noise(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        return truncated_normal((n, self.noise_dim), self.truncation, generator)
+    def _sample_noise(self, n: int, rng: torch.Generator | None) -> torch.Tensor:
+        return truncated_normal((n, self.noise_dim), self.truncation, rng)
 
     def _generate(self, noise: torch.Tensor, imagenet_labels: torch.Tensor) -> torch.Tensor:
         # The loop of diffusers' DiTPipeline.__call__, which draws its own noise; here the noise is the latent.
