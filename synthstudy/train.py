@@ -11,6 +11,9 @@ The recipe (defaults of `TrainConfig`) is the one `make bench` measured: SGD wit
 schedule (linear warm-up, then linear decay to zero), label smoothing, batch-level GPU-style augmentation done on
 tensors (random translation + horizontal flip), channels_last, and flip test-time augmentation. A fixed step budget
 makes arms comparable: every arm sees the same number of images whatever its data source.
+
+The contrastive encoder (`contrastive.fit`) and the generators (`generators.base.Generator.fit`) train with the same
+start (`setup`: device, threads, seeds, the loop's `rng`; `to_device`) and the same loss log (`LossLog`).
 """
 from __future__ import annotations
 
