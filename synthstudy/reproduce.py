@@ -39,23 +39,26 @@ def notebook_parameters(notebook) -> dict:
     return papermill.inspect_notebook(notebook)
 
 
+def notebook_params(name: str, profile: str, overrides: dict):
+    """(declared parameter names, validated parameters) of one notebook on a profile: its parameters cell's
+    defaults < the profile < overrides, as the executed notebook will see them (synthstudy.estimate counts its work
+    from them)."""
+    import ast
+    profile_values = {**config.load_profile(profile), **overrides, "profile": profile}
+    declared = notebook_parameters(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    values = {k: ast.literal_eval(spec["default"]) for k, spec in declared.items()}
+    values.update({k: v for k, v in profile_values.items() if k in declared})
+    try:
+        return set(declared), config.from_namespace(getattr(config, SCHEMAS[name]), values)
+    except config.ParameterError as err:
+        raise config.ParameterError(f"notebook {name}: {err}") from None
+
+
 def check_parameters(names, profile: str, overrides: dict) -> dict[str, set]:
     """Validate every selected notebook's parameters (cell defaults < profile < overrides) before any notebook
     runs, so a bad value for the last notebook is reported now, not after the first ones have run for an hour.
     Returns the parameter names each notebook declares."""
-    import ast
-    profile_values = {**config.load_profile(profile), **overrides, "profile": profile}
-    declared_by = {}
-    for name in names:
-        declared = notebook_parameters(str(NOTEBOOK_DIR / f"{name}.ipynb"))
-        declared_by[name] = set(declared)
-        values = {k: ast.literal_eval(spec["default"]) for k, spec in declared.items()}
-        values.update({k: v for k, v in profile_values.items() if k in declared})
-        try:
-            config.from_namespace(getattr(config, SCHEMAS[name]), values)
-        except config.ParameterError as err:
-            raise config.ParameterError(f"notebook {name}: {err}") from None
-    return declared_by
+    return {name: notebook_params(name, profile, overrides)[0] for name in names}
 
 
 def cell_counts(profile: str, name: str, since: float) -> tuple[int, int]:
@@ -125,6 +128,9 @@ def main(argv=None) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override a parameter; VALUE is read as YAML (e.g. -p seeds '[0,1,2]')")
     parser.add_argument("--no-progress", action="store_true", help="do not stream the notebooks' output here")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the estimated time (work counted from the parameters, unit costs measured on "
+                             "this machine: synthstudy.estimate) and exit without running anything")
     parser.add_argument("--executor", default=os.environ.get("SYNTHSTUDY_EXECUTOR") or "inline",
                         help="where grid cells run: inline (this process, default), local (submitit subprocesses, "
                              "$SYNTHSTUDY_PARALLEL at a time) or slurm (submitit jobs; see README 'On a cluster')")
@@ -151,6 +157,12 @@ def main(argv=None) -> int:
     except config.ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from . import estimate
+    # the estimate of what is left, before anything runs (finished cells cost nothing; `--estimate`: only this)
+    estimate.print_estimate(args.profile, overrides, [n for n in STUDY if n in names], executor=args.executor,
+                            strict=args.estimate)
+    if args.estimate:
+        return 0
     import logging
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
