@@ -155,7 +155,8 @@ def bench_section() -> str | None:
 def timing_section(profile: str) -> str | None:
     """How long each notebook's latest execution took, from results/<profile>/reproduce.jsonl (written by
     `make reproduce`), with how many of its cells that execution computed (the rest were reused): only an
-    execution that computed all its cells is a first-run time."""
+    execution that computed all its cells is a first-run time. A later execution that computed no cell (a rerun
+    of the analysis) does not replace an earlier one that did."""
     path = runs.results_root() / profile / "reproduce.jsonl"
     if not path.is_file():
         return None
@@ -163,7 +164,10 @@ def timing_section(profile: str) -> str | None:
     for line in path.read_text().splitlines():
         if line.strip():
             entry = json.loads(line)
-            latest[entry["notebook"]] = entry          # the log is in time order: the last line wins
+            # the log is in time order: the last line wins, unless it only reused cells (it measured the analysis,
+            # not the notebook's cost) and an earlier execution that computed cells is logged
+            if entry.get("cells_computed", 1) > 0 or entry["notebook"] not in latest:
+                latest[entry["notebook"]] = entry
     order = [nb for nb in (*runs.STUDY_NOTEBOOKS, "report") if nb in latest]
     if not order:
         return None

@@ -78,8 +78,12 @@ def test_timing_section_shows_each_notebooks_latest_execution_and_what_it_comput
     assert reproduce.cell_counts("quick", "baseline", since=0.0) == (1, 1)
     assert reproduce.cell_counts("quick", "baseline", since=cell.stat().st_mtime + 1) == (0, 1)
     reproduce.log_timing("quick", "baseline", 600.0, 24, 24)            # a first run ...
-    reproduce.log_timing("quick", "baseline", 30.0, 0, 24)              # ... then a rerun: the last line wins
+    reproduce.log_timing("quick", "baseline", 300.0, 12, 24)            # ... a resumed run: the last line wins
+    reproduce.log_timing("quick", "baseline", 30.0, 0, 24)              # ... a rerun of the analysis: not its cost
     reproduce.log_timing("quick", "generators", 1200.0)                 # an old line without cell counts
+    reproduce.log_timing("quick", "scaling", 900.0, 10, 10)
+    reproduce.log_timing("quick", "scaling", 60.0, 0, 10)               # reran the analysis only: not its cost
     text = report.timing_section("quick")
-    assert "together **20 min**" in text                                # 30 s + 1,200 s, not the 600 s run
-    assert "| baseline | 0.5 | 0 of 24 |" in text and "| generators | 20 | not logged |" in text
+    assert "together **40 min**" in text                                # 300 s + 1,200 s + 900 s
+    assert "| baseline | 5 | 12 of 24 |" in text and "| generators | 20 | not logged |" in text
+    assert "| scaling | 15 | 10 of 10 |" in text
