@@ -178,7 +178,8 @@ fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
 for col, space in enumerate(analysis.SPACES):
     part = long[long["space"] == space]
     privacy.plot_vs_n(metrics.summarize(part, by=["generator", "n_train"], value="copy_excess"), axes[0, col],
-                      "copy excess P(d_train<τ) − P(d_heldout<τ)", reference=0.0)
+                      "copy excess P(d_train<τ) − P(d_heldout<τ)", reference=0.0,
+                      bounds=(-1.0, 1.0))
     powered = part.merge(ceilings, on=["n_train", "space"])
     powered = powered[powered["ceiling"] >= analysis.CEILING_MIN]
     if len(powered):

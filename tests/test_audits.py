@@ -523,3 +523,21 @@ def test_audits_schema_refuses_bad_values(change, message):
     values = {k: v for k, v in config.load_profile("smoke").items() if k in config.AuditsParams.model_fields}
     with pytest.raises(config.ParameterError, match=message):
         config.validate(config.AuditsParams, {**values, "profile": "smoke", **change})
+
+
+def test_plot_vs_n_draws_a_negative_mean_with_its_interval():
+    """A copy excess below zero (fewer samples near the training set than near held-out images) is a valid result:
+    the plot must draw it, not fail on a negative error bar (seen on the quick run: flow, N=1,000)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from synthstudy.audits import privacy
+    summary = pd.DataFrame({"generator": ["flow", "flow"], "n_train": [100, 1000], "mean": [0.4, -0.01],
+                            "ci_low": [0.3, -0.03], "ci_high": [0.5, 0.01]})
+    fig, ax = plt.subplots()
+    privacy.plot_vs_n(summary, ax, "copy excess", reference=0.0, bounds=(-1.0, 1.0))
+    low_bar = ax.containers[0].lines[2][0].get_segments()[1]        # the N=1,000 bar spans its CI, below zero
+    assert low_bar[0][1] == pytest.approx(-0.03) and low_bar[1][1] == pytest.approx(0.01)
+    plt.close(fig)

@@ -379,18 +379,20 @@ def plot_closest_pairs(samples: torch.Tensor, train: torch.Tensor, pairs, title:
     return fig
 
 
-def plot_vs_n(summary, ax, label: str, reference: float | None = None, hue: str = "generator", x: str = "n_train"):
+def plot_vs_n(summary, ax, label: str, reference: float | None = None, hue: str = "generator", x: str = "n_train",
+              bounds: tuple[float, float] = (0.0, 1.0)):
     """One line per `hue` level: mean with 95% CI error bars over seeds against N (log axis), `reference` dashed
     (what a generator that does not copy would score). `summary` comes from `metrics.summarize(..., by=[hue, x])`.
-    Bars are clipped to [0, 1], the range of a rate or an AUC (a t-interval over 3 seeds can overshoot it)."""
+    Bars are clipped to `bounds`, the range of the quantity — [0, 1] for a rate or an AUC, [-1, 1] for a difference
+    of rates such as the copy excess — since a t-interval over 3 seeds can overshoot it."""
     from .. import plots
     plots.style()
     for name, g in summary.groupby(hue):
         g = g.sort_values(x)
         mean = g["mean"].to_numpy()
-        low, high = g["ci_low"].fillna(g["mean"]).clip(0, 1), g["ci_high"].fillna(g["mean"]).clip(0, 1)
-        ax.errorbar(g[x], mean, yerr=[mean - low.to_numpy(), high.to_numpy() - mean], marker="o", capsize=3,
-                    label=name)
+        low = np.minimum(g["ci_low"].fillna(g["mean"]).clip(*bounds).to_numpy(), mean)
+        high = np.maximum(g["ci_high"].fillna(g["mean"]).clip(*bounds).to_numpy(), mean)
+        ax.errorbar(g[x], mean, yerr=[mean - low, high - mean], marker="o", capsize=3, label=name)
     if reference is not None:
         ax.axhline(reference, color="0.4", ls="--", lw=1, label="no copying")
     ax.set_xscale("log")
