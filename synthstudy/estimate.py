@@ -52,9 +52,11 @@ CELL_SECONDS = 1.0
 UNIT_NAMES = {
     "train_image": "classifier training images (forward, backward, augmentation)",
     "forward_image": "images through a classifier or encoder without gradients (evaluation views, features)",
-    "pair": "contrastive pairs trained (two views forward and backward, projection, loss, pixel augmentation)",
+    "pair": "contrastive pairs trained (two views forward and backward, projection, loss)",
+    "augment_image": "pixel augmentations of a contrastive view (random resized crop, flip, jitter)",
     "distance": "multiply-adds of nearest-neighbour distance matrices",
     "probe_image": "images a linear probe is fitted on (100 L-BFGS iterations)",
+    "quality_pair": "real x generated image pairs scored by FID, KID and PRDC",
     "pca_image": "images a PCA-Gaussian is fitted on",
     "cell": "grid cells (fixed cost each)",
     "notebook": "notebooks (fixed cost each)",
@@ -90,11 +92,28 @@ class Seen:
     generators: set = field(default_factory=set)
     extractors: set = field(default_factory=set)
     profile: str | None = None
+    cached: set = field(default_factory=set)         # generators and extractors in results/cache (`cache_index`)
 
     def recorded(self, notebooks, key: dict) -> bool:
         from . import runs
         return self.profile is not None and any(runs.find_record(self.profile, nb, key) is not None
                                                 for nb in dict.fromkeys(notebooks))
+
+    def recorded_like(self, notebook: str, fields: dict) -> bool:
+        """A finished record in the notebook's run whose key holds these values (for keys with a part this module
+        cannot rebuild, such as the data hash in a quality cell's extractor key)."""
+        import json
+
+        from .runs import results_root
+        if self.profile is None:
+            return False
+        folder = results_root() / self.profile / notebook / "cells"
+        for path in folder.glob("*/record.json"):
+            key = json.loads(path.read_text())["key"]
+            if all(key.get(k) == (v if not isinstance(v, dict) else {**key.get(k, {}), **v})
+                   for k, v in fields.items()):
+                return True
+        return False
 
 
 # ---------------------------------------------------------------- parameters
@@ -141,18 +160,23 @@ class _Counter:
         self.plan.counts[kind] += 1
         self.add("cell", 1)
 
-    def fit(self, family: str, n, subset_seed, steps: int, identity: tuple = ()) -> None:
-        """One generator fit on n images (n == the pool: the shared whole-pool model), once per identity."""
+    def fit(self, family: str, n, subset_seed, steps: int, imbalanced: tuple = ()) -> None:
+        """One generator fit on n images (n == the pool: the shared whole-pool model), once per identity (the
+        generator cache's: `generators.fit_on_subset`, or the bias audit's imbalanced subset)."""
         from . import generators
         if generators.is_pretrained(family):
             return                                    # loaded, not trained (its load time is not modelled)
         whole = n == "all" or n == self.pool
-        ident = (family, self.P.dataset, self.val, "all" if whole else int(n), 0 if whole else subset_seed, steps,
-                 getattr(self.P, "gen_seed", 0), *identity)
+        data = ("imbalanced", *imbalanced) if imbalanced else ("all" if whole else int(n),)
+        ident = (family, self.P.dataset, self.pool, *data, 0 if whole else subset_seed, steps,
+                 getattr(self.P, "gen_seed", 0))
         if ident in self.seen.generators:
             self.plan.reused["generator fits"] += 1
             return
         self.seen.generators.add(ident)
+        if ident in self.seen.cached:
+            self.plan.reused["cached generators"] += 1
+            return
         self.plan.counts["generator fits"] += 1
         if family == "pca_gaussian":
             self.add("pca_image", self.pool if whole else n)
@@ -195,24 +219,31 @@ class _Counter:
 
     def domain_extractor(self, steps: int, model: str, augment: str, batch_size: int, scored: bool) -> None:
         """The domain classifier (`quality.domain_extractor`): trained once, cached; scored on validation on load."""
-        ident = ("domain", self.P.dataset, self.val, steps, model, augment, batch_size)
+        ident = ("domain", self.P.dataset, self.pool, steps, model, augment, batch_size)
         if scored:
             self.add("forward_image", self.val)
         if ident in self.seen.extractors:
             self.plan.reused["feature extractors"] += 1
             return
         self.seen.extractors.add(ident)
+        if ident in self.seen.cached:
+            self.plan.reused["cached extractors"] += 1
+            return
         self.plan.counts["feature extractors"] += 1
         self.add("train_image", steps * batch_size)
 
     def contrastive_extractor(self, steps: int, model: str, batch_size: int) -> None:
-        ident = ("simclr", self.P.dataset, self.val, steps, model, batch_size)
+        ident = ("simclr", self.P.dataset, self.pool, steps, model, batch_size)
         if ident in self.seen.extractors:
             self.plan.reused["feature extractors"] += 1
             return
         self.seen.extractors.add(ident)
+        if ident in self.seen.cached:
+            self.plan.reused["cached extractors"] += 1
+            return
         self.plan.counts["feature extractors"] += 1
         self.add("pair", steps * batch_size)
+        self.add("augment_image", 2 * steps * batch_size)        # two pixel views of each pool image
 
     def distances(self, rows: float, cols: float, dims: float) -> None:
         self.add("distance", rows * cols * dims)
@@ -239,12 +270,19 @@ def plan_generators(P, seen: Seen) -> NotebookPlan:
     c.domain_extractor(P.extractor_steps, P.model, P.augment, P.batch_size, scored=False)
     q = P.quality_samples
     ref = min(c.val, q)
+    from . import generators
     for g in P.generator_names:                       # quality cells: fit, sample, embed, FID / KID / PRDC
+        if seen.recorded_like("generators", {
+                "generator": g, **generators.cell_key(g, P.gen_steps[g], P.gen_seed), **cells.data_fields(P),
+                "quality_samples": q, "extractor": {"steps": P.extractor_steps, "model": P.model,
+                                                    "augment": P.augment, "batch_size": P.batch_size}}):
+            plan.reused["finished cells"] += 1
+            continue
         c.fit(g, "all", 0, P.gen_steps[g])
         c.sample(g, q)
         c.add("forward_image", q + ref)
-        # PRDC: real-real, fake-fake and real-fake k-NN matrices, overall and within each of ~10 classes
-        c.distances(3 * q * ref * 1.1, 1, FEATURE_DIM)
+        # FID, KID, PRDC (numpy k-NN matrices, sorted) overall, then within each of ~10 classes: q x ref x 1.1
+        c.add("quality_pair", q * ref * 1.1)
         c.cell("quality cells")
     n_all = c.pool
     keys = [cells.classifier_key(P, "real", n_all, s) for s in P.seeds]
@@ -272,15 +310,16 @@ def plan_scaling(P, seen: Seen) -> NotebookPlan:
     return plan
 
 
-def multiview_keys(P) -> list[dict]:
-    """The multiview notebook's encoder cells, deduplicated as its grids run them; σ* is a placeholder (`sigmas[0]`):
-    whichever σ the validation picks, the same number of cells is new."""
+def multiview_keys(P, sigma_star: float | None = None) -> list[dict]:
+    """The multiview notebook's encoder cells, deduplicated as its grids run them. σ* is chosen at run time, on the
+    sweep's validation scores: pass it when known (`sigma_star_from_records`); the placeholder `sigmas[0]` gives
+    the same number of new cells whichever σ the validation picks."""
     from . import contrastive, runs
 
     def key(source, method="simclr", views="latent", seed=0, **fields):
         return contrastive.multiview_key(P, source, method, views, seed, **fields)
     method_seeds = P.seeds + P.mv_extra_seeds
-    star = P.sigmas[0]
+    star = P.sigmas[0] if sigma_star is None else sigma_star
     keys = ([key("none", "none", "none", s) for s in method_seeds]
             + [key("real", m, "pixel", s) for m in ("simclr", "supcon") for s in method_seeds]
             + [key("real", "simclr", "pixel", s, steps=2 * P.mv_steps) for s in P.seeds]
@@ -293,6 +332,21 @@ def multiview_keys(P) -> list[dict]:
     return list({runs.stable_hash(k): k for k in keys}.values())   # a grid that meets a finished cell loads it
 
 
+def sigma_star_from_records(P, profile: str) -> float | None:
+    """σ* as the notebook chooses it (`analysis_multiview.choose_sigma`: best mean validation probe accuracy of the
+    σ sweep) once every sweep cell is recorded under results/<profile>/multiview; None before."""
+    import pandas as pd
+
+    from . import analysis_multiview, contrastive, runs
+    sweep = [contrastive.multiview_key(P, "synthetic", "simclr", "latent", seed, sigma=s)
+             for s in P.sigmas for seed in P.seeds]
+    records = [runs.find_record(profile, "multiview", k) for k in sweep]
+    if any(r is None for r in records):
+        return None
+    table = analysis_multiview.with_arms(pd.DataFrame([runs.flatten(r) for r in records]), P.mv_steps)
+    return analysis_multiview.choose_sigma(table)
+
+
 def plan_multiview(P, seen: Seen) -> NotebookPlan:
     plan = NotebookPlan("multiview")
     c = _Counter(plan, seen, P)
@@ -301,15 +355,18 @@ def plan_multiview(P, seen: Seen) -> NotebookPlan:
     test = c.test_size if P.mv_eval_size == "all" else min(P.mv_eval_size, c.test_size)
     for g in dict.fromkeys([P.generator, P.control_generator]):
         c.fit(g, "all", 0, P.gen_steps[g])            # the views' generators: the generators notebook's models
-    for key in multiview_keys(P):
+    star = sigma_star_from_records(P, seen.profile) if seen.profile else None
+    for key in multiview_keys(P, star):
         if seen.recorded(("multiview",), key):
             plan.reused["finished cells"] += 1
             continue
         if key["source"] != "none":
             pairs = key["steps"] * key["batch_size"]
             c.add("pair", pairs)
-            if key["source"] == "synthetic":
-                c.sample(key["generator"], 2 * pairs)   # anchor and neighbour decoded every pair
+            if key["source"] == "synthetic":             # latent views: anchor and neighbour decoded every pair
+                c.sample(key["generator"], pairs if key["views"] == "pixel" else 2 * pairs)
+            if "pixel" in key["views"]:
+                c.add("augment_image", 2 * pairs)
         c.add("forward_image", probe + val + test)      # frozen features of the probe set and both scored splits
         c.add("probe_image", probe)
         c.distances(val + test, probe, FEATURE_DIM)   # the k-NN vote
@@ -317,8 +374,37 @@ def plan_multiview(P, seen: Seen) -> NotebookPlan:
     return plan
 
 
+def audits_keys(P) -> tuple[list[dict], list[dict]]:
+    """(privacy keys, bias keys) as notebooks/audits builds them (tests/test_estimate.py holds the two to each
+    other), so that a finished cell is found by its key. The bias budget follows the imbalanced subset's size, which
+    `bias.imbalanced_counts` gives exactly (`imbalanced_indices` draws those counts)."""
+    from . import data, generators
+    from .audits import bias, cells, privacy
+    common = {"dataset": P.dataset, "val_size": P.val_size, "version": cells.AUDITS_VERSION,
+              "extractor": cells.extractor_spec(P.extractor_steps, P.model, P.augment, P.batch_size),
+              "contrastive": cells.contrastive_spec(P.contrastive_steps, P.model, P.batch_size)}
+    privacy_common = {**common, "part": "privacy", "samples": P.audit_samples, "copy_quantile": P.copy_quantile,
+                      "memoriser_noise": privacy.MEMORISER_NOISE}
+
+    def generator_fields(name, steps):
+        return {} if name == cells.MEMORISER else generators.cell_key(name, steps[name], P.gen_seed)
+    privacy_keys = ([{**privacy_common, "generator": g, "n": n, "subset_seed": s, "seed": s,
+                      **generator_fields(g, P.audit_gen_steps)}
+                     for g in [*P.audit_generators, cells.MEMORISER] for n in P.resolved_sizes() for s in P.seeds]
+                    + [{**privacy_common, "generator": g, "n": "all", "subset_seed": 0, "seed": s,
+                        **generator_fields(g, P.gen_steps)} for g in [*P.audit_zoo, cells.MEMORISER] for s in P.seeds])
+    classes = len(data.class_names(P.dataset, P.data_root or None))
+    size = int(bias.imbalanced_counts(classes, P.bias_n, P.rare_classes, P.rare_fraction).sum())
+    bias_keys = [{**common, "part": "bias", "generator": g, "seed": s, "bias_n": P.bias_n,
+                  "rare_classes": sorted(P.rare_classes), "rare_fraction": P.rare_fraction,
+                  **generators.cell_key(g, P.gen_steps[g], P.gen_seed), "samples": P.audit_samples,
+                  "recipe": P.recipe_key(), "steps": P.steps_for(size)}
+                 for g in P.bias_generators for s in P.seeds]
+    return privacy_keys, bias_keys
+
+
 def plan_audits(P, seen: Seen) -> NotebookPlan:
-    from .audits import bias, privacy
+    from .audits import privacy
     plan = NotebookPlan("audits")
     c = _Counter(plan, seen, P)
     c.domain_extractor(P.extractor_steps, P.model, P.augment, P.batch_size, scored=True)
@@ -327,46 +413,80 @@ def plan_audits(P, seen: Seen) -> NotebookPlan:
     c.add("forward_image", reference + c.val + c.test_size)
     c.distances(c.val, reference, FEATURE_DIM)
     loo = 2000                                        # privacy.leave_one_out's default loo_queries
-    generators_in_sweep = [*P.audit_generators, "memoriser"]
-    for g in generators_in_sweep:                     # the N sweep: pixel and feature space
-        for n in P.resolved_sizes():
-            for s in P.seeds:
-                if g != "memoriser":
-                    c.fit(g, n, s, P.audit_gen_steps[g])
-                count = max(P.audit_samples, privacy.SAMPLES_PER_IMAGE * n)
-                c.sample(g, count)
-                c.add("forward_image", count + 2 * n)   # samples, members, held-out images into feature space
-                for dims in (c.pixels, FEATURE_DIM):
-                    c.distances(count, 2 * n, dims)
-                    c.distances(2 * min(n, loo), n, dims)
-                c.cell("privacy cells")
-    c.distances(loo, c.pool + c.val, c.pixels)        # whole-pool leave-one-out thresholds, once per process
-    for g in [*P.audit_zoo, "memoriser"]:            # the whole-pool models against pool and validation, pixels
-        for _ in P.seeds:
+    privacy_keys, bias_keys = audits_keys(P)
+    whole_pool = False
+    for key in privacy_keys:
+        if seen.recorded(("audits",), key):
+            plan.reused["finished cells"] += 1
+            continue
+        g, n, s = key["generator"], key["n"], key["seed"]
+        if n == "all":                                # a whole-pool model against pool and validation, pixels
             if g != "memoriser":
-                c.fit(g, "all", 0, P.gen_steps[g])
-            count = P.audit_samples
+                c.fit(g, "all", 0, key["gen_steps"])
+            count = key["samples"]
             c.sample(g, count)
             c.distances(count, c.pool + 2 * c.val, c.pixels)
             c.add("forward_image", 2 * (c.val + count))   # FID / KID in both feature spaces
-            c.cell("privacy cells")
-    from . import data
-    classes = len(data.class_names(P.dataset, P.data_root or None))
-    subset = int(bias.imbalanced_counts(classes, P.bias_n, P.rare_classes, P.rare_fraction).sum())
-    steps = P.steps_for(subset)
+            if not whole_pool:                        # leave-one-out thresholds of pool and validation, once
+                c.distances(loo, c.pool + c.val, c.pixels)
+                whole_pool = True
+        else:                                         # the N sweep: pixel and feature space
+            if g != "memoriser":
+                c.fit(g, n, s, key["gen_steps"])
+            count = max(key["samples"], privacy.SAMPLES_PER_IMAGE * n)
+            c.sample(g, count)
+            c.add("forward_image", count + 2 * n)     # samples, members, held-out images into feature space
+            for dims in (c.pixels, FEATURE_DIM):
+                c.distances(count, 2 * n, dims)
+                c.distances(2 * min(n, loo), n, dims)
+        c.cell("privacy cells")
     views = tta_views(P.tta, P.augment)
-    for g in P.bias_generators:
-        for s in P.seeds:
-            c.fit(g, subset, s, P.gen_steps[g], identity=("imbalanced", P.bias_n, tuple(sorted(P.rare_classes)),
-                                                         P.rare_fraction))
-            c.add("train_image", 4 * steps * P.batch_size)         # four arms, one recipe
-            c.add("forward_image", 4 * c.test_size * views)
-            c.sample(g, 2 * steps * P.batch_size)                  # the two synthetic arms' streams
-            c.sample(g, 2 * P.audit_samples + c.val)               # judged shares, per-class quality
-            c.add("forward_image", 2 * P.audit_samples + 3 * c.val)
-            c.add("cell", 3)                                       # three more classifiers than one cell
-            c.cell("bias cells")
+    for key in bias_keys:
+        if seen.recorded(("audits",), key):
+            plan.reused["finished cells"] += 1
+            continue
+        g, steps = key["generator"], key["steps"]
+        subset = P.bias_n * 10                        # about (the rare classes are few): the fit's cost is in steps
+        c.fit(g, subset, key["seed"], key["gen_steps"],
+              imbalanced=(P.bias_n, tuple(key["rare_classes"]), P.rare_fraction))
+        c.add("train_image", 4 * steps * P.batch_size)         # four arms, one recipe
+        c.add("forward_image", 4 * c.test_size * views)
+        c.sample(g, 2 * steps * P.batch_size)                  # the two synthetic arms' streams
+        c.sample(g, 2 * P.audit_samples + c.val)               # judged shares, per-class quality
+        c.add("forward_image", 2 * P.audit_samples + 3 * c.val)
+        c.add("cell", 3)                                       # three more classifiers than one cell
+        c.cell("bias cells")
     return plan
+
+
+def cache_index() -> set:
+    """The identities (`_Counter.fit`, `domain_extractor`, `contrastive_extractor`) of the trained generators and
+    feature extractors in results/cache, read from their key.json (a generator of an older code version does not
+    count: it would be retrained)."""
+    import json
+
+    from . import generators
+    from .runs import results_root
+    found = set()
+    for path in (results_root() / "cache" / "generators").glob("*/key.json"):
+        key = json.loads(path.read_text())
+        name, d = key.get("name"), key.get("data", {})
+        if name not in generators.available() or generators.identity(name)["version"] != key.get("version"):
+            continue
+        data = (("imbalanced", d.get("per_class"), tuple(d.get("rare_classes") or ()), d.get("rare_fraction"))
+                if d.get("imbalanced") else (d.get("n"),))
+        found.add((name, d.get("dataset"), d.get("pool_size"), *data, d.get("subset_seed"), key.get("steps"),
+                   key.get("seed")))
+    for path in (results_root() / "cache" / "extractors").glob("*/key.json"):
+        key = json.loads(path.read_text())
+        if key.get("seed") != 0:
+            continue
+        if key.get("kind") == "simclr":
+            found.add(("simclr", key["dataset"], key["pool_size"], key["steps"], key["model"], key["batch_size"]))
+        else:
+            found.add(("domain", key["dataset"], key["pool_size"], key["steps"], key["model"], key["augment"],
+                       key["batch_size"]))
+    return found
 
 
 PLANNERS = {"baseline": plan_baseline, "generators": plan_generators, "scaling": plan_scaling,
@@ -375,10 +495,11 @@ PLANNERS = {"baseline": plan_baseline, "generators": plan_generators, "scaling":
 
 def plan(params_by_notebook: dict, profile: str | None = None) -> list[NotebookPlan]:
     """The study's work, notebook by notebook in run order, each counting only what earlier ones did not do. With
-    `profile`, classifier and encoder cells already recorded under results/<profile>/ are left out (what a resumed
-    run skips); without, the work of a first run (every cell, every generator)."""
+    `profile`, classifier and encoder cells already recorded under results/<profile>/ and the generators and
+    feature extractors in results/cache are left out (what a resumed run skips); without, the work of a first run
+    (every cell, every generator)."""
     from . import runs
-    seen = Seen(profile=profile)
+    seen = Seen(profile=profile, cached=cache_index() if profile else set())
     plans = []
     for name in runs.STUDY_NOTEBOOKS:
         if name in params_by_notebook:
@@ -422,20 +543,19 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _per_unit(run, units: float, device, target: float) -> tuple[float, int]:
-    """Seconds per unit of `run(reps)` (which does `units` units per rep): a warm-up, then enough reps for `target`
-    seconds (at most 50); returns (seconds per unit, reps)."""
+def _per_unit(run, units: float, device, target: float) -> float:
+    """Seconds per unit of `run(1)` (which does `units` units): a warm-up, then timed reps for about `target`
+    seconds (3 to 50), the fastest one (as `timeit` does: a burst of other work on the machine slows single reps,
+    not the fastest)."""
     run(1)
     _sync(device)
-    start = time.perf_counter()
-    run(1)
-    _sync(device)
-    once = max(time.perf_counter() - start, 1e-4)
-    reps = int(min(50, max(1, target / once)))
-    start = time.perf_counter()
-    run(reps)
-    _sync(device)
-    return (time.perf_counter() - start) / (reps * units), reps
+    times: list[float] = []
+    while len(times) < 3 or (sum(times) < target and len(times) < 50):
+        start = time.perf_counter()
+        run(1)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times) / units
 
 
 def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float = 1.0) -> Costs:
@@ -468,31 +588,48 @@ def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float
         cfg = train.TrainConfig(steps=4 * reps, batch_size=batch, augment=augment, tta=tta, device=str(device),
                                 progress=False)
         train.fit(net, source, cfg)
-    seconds["train_image"] = _per_unit(train_steps, 4 * batch, device, target)[0]
+    seconds["train_image"] = _per_unit(train_steps, 4 * batch, device, target)
     cfg = train.TrainConfig(steps=1, tta="none", device=str(device), progress=False)
     trained = net.to(device)
     seconds["forward_image"] = _per_unit(lambda reps: [train.predict_logits(trained, images[:2048], cfg)
-                                                       for _ in range(reps)], 2048, device, target)[0]
+                                                       for _ in range(reps)], 2048, device, target)
     if "pair" in units:
         mv = params_by_notebook.get("multiview")
         pair_batch = mv.mv_batch_size if mv else batch
         encoder = contrastive.create_encoder(model_name, shape[0], shape[-1], seed=0, num_classes=classes)
-        views = contrastive.RealViews(fake, contrastive.PixelAugment.for_dataset(P.dataset, shape[-1]))
+        augment_views = contrastive.PixelAugment.for_dataset(P.dataset, shape[-1])
+        views = contrastive.RealViews(fake, augment_views)
+        x = images[:2 * pair_batch].float().div(255).to(device)
+
+        def augment_pairs(reps):
+            for _ in range(reps):
+                augment_views(x, g)
+        seconds["augment_image"] = _per_unit(augment_pairs, len(x), device, target / 4)
 
         def pairs(reps):
             contrastive.fit(encoder, views, contrastive.ContrastiveConfig(
                 method="simclr", steps=2 * reps, batch_size=pair_batch, seed=0, device=str(device), progress=False))
-        seconds["pair"] = _per_unit(pairs, 2 * pair_batch, device, target)[0]
+        pixel_pair = _per_unit(pairs, 2 * pair_batch, device, target)
+        # the loop's pair less its two augmentations: latent views pay decoding instead
+        seconds["pair"] = max(pixel_pair - 2 * seconds["augment_image"], pixel_pair / 2)
     if "probe_image" in units:
         feats, y = torch.randn(2000, FEATURE_DIM, generator=g), labels[:2000]
         seconds["probe_image"] = _per_unit(lambda reps: [contrastive.LinearProbe.fit(feats, y)
-                                                         for _ in range(reps)], 2000, device, target)[0]
+                                                         for _ in range(reps)], 2000, device, target)
     if "distance" in units:
         from .audits import privacy
         a = torch.rand(1024, math.prod(shape), generator=g)
         b = torch.rand(4096, math.prod(shape), generator=g)
         seconds["distance"] = _per_unit(lambda reps: [privacy.cross_nearest(a, b, device=device)
-                                                      for _ in range(reps)], a.numel() * len(b), device, target)[0]
+                                                      for _ in range(reps)], a.numel() * len(b), device, target)
+    if "quality_pair" in units:
+        from . import quality
+        real_f, fake_f = torch.randn(1000, FEATURE_DIM, generator=g), torch.randn(1000, FEATURE_DIM, generator=g)
+
+        def score(reps):
+            for _ in range(reps):
+                quality.fid(real_f, fake_f), quality.kid(real_f, fake_f), quality.prdc(real_f, fake_f)
+        seconds["quality_pair"] = _per_unit(score, len(real_f) * len(fake_f), device, target)
     families = sorted({u.partition(":")[2] for u in units if u.startswith(("sample:", "gen_step:"))}
                       | ({"pca_gaussian"} if "pca_image" in units else set()))
     for family in families:
@@ -500,7 +637,7 @@ def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float
             continue
         gen = generators.create(family, shape, classes)
         if family == "pca_gaussian":
-            small, large = fake.take(range(1024)), fake
+            small, large = fake.take(torch.arange(1024)), fake
             t = {}
             for part in (small, large):
                 start = time.perf_counter()
@@ -508,13 +645,16 @@ def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float
                 t[len(part)] = time.perf_counter() - start
             seconds["pca_image"] = max(t[len(large)] - t[len(small)], 1e-9) / (len(large) - len(small))
         else:
-            subset = fake.take(range(1024))
+            # fits of two lengths (after a warm-up, the faster of two each): their difference is steps alone; the
+            # setup, the flow's encoding pass between its phases and cGAN's BatchNorm pass cancel
+            subset = fake.take(torch.arange(1024))
             short, long_ = 4, 4 + max(4, int(8 * target))
-            t = {}
-            for steps in (short, short, long_):        # a warm-up fit, then two timed ones: their difference is
-                start = time.perf_counter()            # steps alone (setup, the flow's encoding pass, cGAN's
-                gen.fit(subset, steps=steps, seed=0, device=str(device), progress=False)   # BatchNorm pass cancel)
-                t[steps] = time.perf_counter() - start
+            gen.fit(subset, steps=short, seed=0, device=str(device), progress=False)
+            t = {short: math.inf, long_: math.inf}
+            for steps in (short, long_, short, long_):
+                start = time.perf_counter()
+                gen.fit(subset, steps=steps, seed=0, device=str(device), progress=False)
+                t[steps] = min(t[steps], time.perf_counter() - start)
             seconds[f"gen_step:{family}"] = max(t[long_] - t[short], 1e-6) / (long_ - short)
         gen = gen.to(device)
         wanted = torch.arange(batch) % classes
@@ -522,7 +662,7 @@ def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float
         def draw(reps, gen=gen, wanted=wanted):
             for _ in range(reps):
                 gen.sample(wanted, g)
-        seconds[f"sample:{family}"] = _per_unit(draw, batch, device, target / 2)[0]
+        seconds[f"sample:{family}"] = _per_unit(draw, batch, device, target / 2)
     seconds["cell"], seconds["notebook"] = CELL_SECONDS, NOTEBOOK_SECONDS
     took = time.perf_counter() - started
     return Costs(seconds, f"measured now in {took:.0f} s", machine(device), took)
@@ -532,7 +672,8 @@ def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float
 UNCERTAINTY = 0.25        # the band the quick profile's validation run fell within (README, "How long")
 
 GROUPS = {"train_image": "classifier training", "forward_image": "evaluation and features",
-          "pair": "contrastive training", "distance": "nearest-neighbour distances", "probe_image": "linear probes",
+          "pair": "contrastive training", "augment_image": "contrastive training",
+          "distance": "nearest-neighbour distances", "probe_image": "linear probes", "quality_pair": "FID / KID / PRDC",
           "pca_image": "PCA-Gaussian fits", "cell": "per-cell overhead", "notebook": "per-notebook overhead"}
 
 
@@ -594,12 +735,23 @@ class Estimate:
 
 
 def estimate(profile: str, overrides: dict | None = None, notebooks=None, resume: bool = True,
-             costs: Costs | None = None) -> Estimate:
+             costs: Costs | None = None, records: bool = True) -> Estimate:
     """Count the work of `profile` (finished cells left out when `resume`) and price it with `costs` (default: a
-    calibration now, on the device the profile's `device` resolves to)."""
+    calibration now, on the device the profile's `device` resolves to; with `records`, the units this profile's
+    finished cells on this machine time are taken from them: `record_costs`)."""
     params = parameters(profile, overrides, notebooks)
     plans = plan(params, profile=profile if resume else None)
-    return Estimate(profile, plans, costs or calibrate(params, plans), resume)
+    if costs is None:
+        costs = calibrate(params, plans)
+        if records:
+            from .train import resolve_device
+            used = set().union(*(p.work for p in plans))
+            recorded = {u: v for u, v in record_costs(profile, resolve_device(next(iter(params.values())).device))
+                        .items() if u in used and v > 0}
+            if recorded:          # this profile's own cells on this machine: what its remaining cells will cost
+                costs.seconds.update(recorded)
+                costs.source += f"; from this profile's records here: {', '.join(sorted(recorded))}"
+    return Estimate(profile, plans, costs, resume)
 
 
 def load_note() -> str:
@@ -653,18 +805,28 @@ def measured_seconds(profile: str) -> dict:
     return out
 
 
-def record_costs(profile: str) -> dict:
-    """Seconds per unit as the records of a finished run of `profile` show them (results/<profile>/*/cells/), for the
+def record_costs(profile: str, device=None) -> dict:
+    """Seconds per unit as the records of a run of `profile` show them (results/<profile>/*/cells/), for the
     units a record times on its own: classifier training (`train_seconds` / images seen, real arm), evaluation (the
     rest of a real cell's seconds per scored view), sampling per family (a stream cell's training seconds per image
     beyond the real arm's), generator steps (the generators notebook's fits: training seconds per step) and
-    contrastive pairs (real-data encoders). Medians over cells; cells reused from another notebook are skipped."""
+    contrastive pairs (latent-view encoders, less their decoding). Medians over cells; cells reused from another
+    notebook are skipped. With `device`, only runs made on this machine count (environment.json: CPU model, device)."""
     import json
     import statistics
 
-    from .runs import results_root
+    from .runs import cpu_model, results_root
     found: dict = {}
-    for path in sorted((results_root() / profile).glob("*/cells/*/record.json")):
+    paths = []
+    for run in sorted(p for p in (results_root() / profile).glob("*") if (p / "cells").is_dir()):
+        env = run / "environment.json"
+        if device is not None:
+            here = {"cpu_model": cpu_model(), "device": str(device)}
+            there = json.loads(env.read_text()) if env.is_file() else {}
+            if any(there.get(k) != v for k, v in here.items()):
+                continue
+        paths += sorted(run.glob("cells/*/record.json"))
+    for path in paths:
         record = json.loads(path.read_text())
         key, m = record["key"], record["metrics"]
         if "reused_from" in m:
@@ -678,14 +840,21 @@ def record_costs(profile: str) -> dict:
                     (record["seconds"] - m["train_seconds"] - CELL_SECONDS) / views)
         elif "quality_samples" in key and key["generator"] != "pca_gaussian":
             found.setdefault(f"gen_step:{key['generator']}", []).append(m["train_seconds"] / key["gen_steps"])
-        elif key.get("source") == "real" and m.get("train_seconds"):
-            found.setdefault("pair", []).append(m["train_seconds"] / (key["steps"] * key["batch_size"]))
-    out = {unit: statistics.median(v) for unit, v in found.items() if not unit.startswith(("real:", "stream:"))}
+        elif key.get("source") == "synthetic" and key.get("views") == "latent" and m.get("train_seconds"):
+            found.setdefault(f"latent:{key['generator']}", []).append(
+                m["train_seconds"] / (key["steps"] * key["batch_size"]))
+    out = {unit: statistics.median(v) for unit, v in found.items() if ":" not in unit or unit.startswith("gen_step")}
     if "real:none" in found:
         real = out["train_image"] = statistics.median(found["real:none"])
         for unit, values in found.items():
             if unit.startswith("stream:"):
                 out[f"sample:{unit.partition(':')[2]}"] = max(statistics.median(values) - real, 0.0)
+    # an encoder step per pair: a latent-view cell's seconds per pair less its two decodes (the family's sampling
+    # cost, known from its stream cells)
+    pairs = [statistics.median(v) - 2 * out[f"sample:{u.partition(':')[2]}"] for u, v in found.items()
+             if u.startswith("latent:") and f"sample:{u.partition(':')[2]}" in out]
+    if pairs:
+        out["pair"] = max(min(pairs), 0.0)
     return out
 
 
@@ -733,7 +902,8 @@ def main(argv=None) -> int:
     import yaml
     overrides = {k: yaml.safe_load(v) for k, v in args.parameter}
     try:
-        result = estimate(args.profile, overrides, args.notebooks, resume=not (args.first_run or args.validate))
+        result = estimate(args.profile, overrides, args.notebooks, resume=not (args.first_run or args.validate),
+                          records=not args.validate)
     except config.ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -747,7 +917,7 @@ def main(argv=None) -> int:
             print(f"[estimate] no timed run of {args.profile} to validate against", file=sys.stderr)
             return 1
         print(validation_table(result, measured))
-        print(costs_table(result.costs, record_costs(args.profile)))
+        print(costs_table(result.costs, record_costs(args.profile)))     # the timed run's machine: any
     return 0
 
 

@@ -14,8 +14,9 @@ from synthstudy import config, estimate, reproduce, runs, train
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 # seconds per unit on the 2-core reference VM, rounded (what a calibration there measured): fixed, so the tests
 # need no timing
-REFERENCE = {"train_image": 2e-4, "forward_image": 7e-5, "pair": 3e-4, "distance": 1e-11, "probe_image": 2e-4,
-             "pca_image": 2e-5, "cell": estimate.CELL_SECONDS, "notebook": estimate.NOTEBOOK_SECONDS}
+REFERENCE = {"train_image": 2e-4, "forward_image": 7e-5, "pair": 4e-4, "augment_image": 7e-6, "distance": 1e-11,
+             "probe_image": 2e-4, "pca_image": 2e-5, "quality_pair": 2.4e-7, "cell": estimate.CELL_SECONDS,
+             "notebook": estimate.NOTEBOOK_SECONDS}
 
 
 def reference_costs(plans) -> estimate.Costs:
@@ -150,3 +151,62 @@ def test_reproduce_estimate_prints_the_table_and_runs_nothing(monkeypatch, capsy
     for name in reproduce.STUDY:
         assert re.search(rf"^{name}\s+\d+", out, re.MULTILINE), out
     assert re.search(r"^total .*±25%", out, re.MULTILINE)
+
+
+def test_record_costs_read_the_units_a_finished_run_timed(smoke_params, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHSTUDY_RESULTS", str(tmp_path))
+    P = smoke_params["scaling"]
+    run = runs.Run("scaling", "smoke", {}, device="cpu", root=tmp_path)
+    keys = estimate.plan({"scaling": P})[0].classifier_keys
+    real = next(k for k in keys if k["arm"] == "real")
+    stream = next(k for k in keys if k["arm"] == "stream")
+    views = (P.val_size + estimate.DATASET_FACTS["digits"][1]) * estimate.tta_views(P.tta, P.augment)
+    seconds = 2.0 + estimate.CELL_SECONDS + 1e-3 * views           # training, the cell's fixed cost, evaluation
+    runs.write_json(run.cell_dir(real) / "record.json", {"key": real, "seconds": seconds,
+                                                         "metrics": {"train_seconds": 2.0, "images_seen": 1000}})
+    runs.write_json(run.cell_dir(stream) / "record.json", {"key": stream, "seconds": 9.0,
+                    "metrics": {"train_seconds": 5.0, "images_seen": 1000}})
+    costs = estimate.record_costs("smoke", device=train.resolve_device("cpu"))
+    assert costs["train_image"] == pytest.approx(2e-3)
+    assert costs["forward_image"] == pytest.approx(1e-3)
+    assert costs[f"sample:{stream['generator']}"] == pytest.approx(3e-3)
+    # another machine's records are not this one's costs
+    env = run.dir / "environment.json"
+    runs.write_json(env, {**__import__("json").loads(env.read_text()), "cpu_model": "another CPU"})
+    assert estimate.record_costs("smoke", device=train.resolve_device("cpu")) == {}
+
+
+def test_audits_keys_are_the_notebooks_keys(smoke_params):
+    """The audits notebook's privacy and bias keys, built by its own code, equal `estimate.audits_keys` (which finds
+    a resumed run's finished cells by them)."""
+    from synthstudy import generators
+    from synthstudy.audits import bias, cells, privacy
+    P = smoke_params["audits"]
+    _, pool, _ = cells.study_data(P.dataset, P.val_size)
+    namespace = {"P": P, "cells": cells, "privacy": privacy, "generators": generators, "bias": bias, "pool": pool,
+                 "K": 10}
+    for first, last in (("common = {", "extractor = cells.domain_extractor"),
+                        ("privacy_common = {", "privacy_records = run.grid"),
+                        ("bias_steps = P.steps_for", "bias_records = run.grid")):
+        exec(notebook_key_code("audits", first, last), namespace)   # noqa: S102 -- the notebook's own source
+    privacy_keys, bias_keys = estimate.audits_keys(P)
+    assert privacy_keys == namespace["privacy_keys"]
+    assert bias_keys == namespace["bias_keys"]
+
+
+def test_resumed_multiview_uses_the_sigma_the_sweep_chose(smoke_params, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNTHSTUDY_RESULTS", str(tmp_path))
+    P = smoke_params["multiview"]
+    run = runs.Run("multiview", "smoke", {}, device="cpu", root=tmp_path)
+    best = P.sigmas[-1]
+    from synthstudy import contrastive
+    for s in P.sigmas:
+        for seed in P.seeds:
+            key = contrastive.multiview_key(P, "synthetic", "simclr", "latent", seed, sigma=s)
+            runs.write_json(run.cell_dir(key) / "record.json", {"key": key, "seconds": 1.0, "metrics": {
+                "probe_accuracy_val": 0.9 if s == best else 0.5, "probe_accuracy_test": 0.5}})
+    assert estimate.sigma_star_from_records(P, "smoke") == best
+    left = estimate.plan({"multiview": P}, profile="smoke")[0]
+    assert left.reused["finished cells"] == len(P.sigmas) * len(P.seeds)
+    headline = [k for k in estimate.multiview_keys(P, best) if k["sigma"] == best and k["anchors"] is not None]
+    assert headline, "the anchor pools are keyed at the chosen sigma"
