@@ -15,17 +15,30 @@ multiply-adds, and fixed costs per cell and per notebook. What runs once counts 
 scaling notebook's real arm is the baseline's cells, CAS reuses the baseline's and scaling's, every whole-pool
 generator and the domain extractor are trained once (the cache), a generator fitted on the same N-image subset with
 the same budget in scaling and in audits is one fit. Where a cell's identity depends on a value chosen at run time
-(the multiview notebook's σ*) the cells are counted, not their identities (σ* is any of `sigmas`).
+(the multiview notebook's σ*) the cells are counted, not their identities (σ* is any of `sigmas` until the sweep is
+recorded, then the one the notebook picks).
 
 **The costs** (`calibrate`): a short timing of each unit on the device the run will use (`device: auto` -> a GPU
-when there is one): a few classifier steps at the profile's model and batch, forward passes, contrastive pairs, a
-short fit and a batch of samples of every generator family the profile uses, a distance matrix. About 10-30 s on
-2 CPU cores; a busy machine measures slower units (the load is printed).
+when there is one): a few classifier steps at the profile's model and batch, forward passes, contrastive pairs and
+pixel augmentations, a short fit and batches of samples (at the classifier's batch and at 500) of every generator
+family the profile uses, FID / KID / PRDC, a distance matrix. About 20 s on 2 idle CPU cores. Where this machine's
+records (any profile's, `record_costs`) time a unit with the same classifier, data and generator code, their
+median is used instead: a long run's own rates beat a 20-s sample, and a calibration on a busy machine measures
+units 10-40x slower (measured: two processes with 2 threads each on the 2 cores), hence the busy-CPU note.
 
-**How far to trust it**: the fixed costs (kernel start, data, figures; per cell: building a model, tables, the
-record) and the per-fit overheads are constants measured on the 2-core reference VM (comments say where), and the
-model was checked against a timed first run of the quick profile on that machine (`--validate`; README, "How
-long"). Read the total as ±25%.
+**Resuming**: by default what is *left* is estimated: recorded cells (classifier and encoder cells by their exact
+keys, audits cells by the notebook's keys, quality cells by their fields) and the generators and extractors in
+results/cache cost nothing; `--first-run` counts everything.
+
+**How far to trust it**: checked against the first quick run from an empty cache on the 2-core reference VM (the
+notebook times in results/quick/reproduce.jsonl; `--validate` prints the comparison), unit costs from a 22-s
+calibration on the idle machine: estimated / measured 0.82 (baseline: 6 of its 24 cells trained at 47-69% of the
+idle rate while other processes shared the CPU), 0.98 (generators), 0.96 (scaling), 0.98 (multiview), 0.86 for
+the audits' privacy part (its first run stopped at a plotting bug; each bias cell of the resumed run: 63 s
+estimated, 64-66 s measured); total 0.93. The calibrated unit costs were 0.8-1.1x the rates in that run's records
+(classifier training and evaluation, contrastive pairs, generator steps, flow and cGAN sampling), except cVAE
+sampling (0.6x: its record times 5,000 samples with the first call's warm-up) and PCA-Gaussian sampling
+(negligible either way). Read the total as ±25%.
 """
 from __future__ import annotations
 
@@ -41,13 +54,14 @@ from . import config
 DATASET_FACTS = {"fashion_mnist": ((1, 28, 28), 10000), "digits": ((1, 8, 8), 449), "cifar10": ((3, 32, 32), 10000)}
 
 # ---------------------------------------------------------------- fixed costs, measured on the reference machine
-# The 2-core AVX-512 VM ("Intel(R) Xeon(R) Processor", 2 threads) of the README, first quick run at 4a68bb6:
-# measured: papermill kernel start, imports, data load, tables and figures per notebook, 10-25 s.
-NOTEBOOK_SECONDS = 20.0
-# measured: a classifier cell's seconds minus its training and evaluation: model build, subset, indices, record.
-CELL_SECONDS = 1.0
-# measured: the flow encodes its whole training set once between its two phases; cGAN recomputes BatchNorm statistics
-# of its EMA generator (16 batches). Each under a second; counted as steps in the calibration's fit.
+# The 2-core AVX-512 VM ("Intel(R) Xeon(R) Processor", 2 threads) of the README, first quick run from an empty
+# cache at 4a68bb6 (2026-11-26). measured: a notebook's wall time less its cells' seconds (and, for the generators
+# notebook, the domain extractor's training) was 7 s (baseline), 8 s (generators), 10 s (scaling), 11 s (multiview):
+# kernel start, imports, data, tables and figures.
+NOTEBOOK_SECONDS = 10.0
+# measured: a baseline cell's seconds less its training and its evaluation (90,000 views at the calibrated 7.4e-5 s)
+# were 0.1-0.5 s (model build, subset, indices, record); a multiview cell's less training and evaluation, ~0.1 s.
+CELL_SECONDS = 0.3
 
 UNIT_NAMES = {
     "train_image": "classifier training images (forward, backward, augmentation)",
@@ -66,7 +80,9 @@ UNIT_NAMES = {
 def unit_name(unit: str) -> str:
     kind, _, family = unit.partition(":")
     if kind == "sample":
-        return f"images generated by {family}"
+        return f"images generated by {family} in batches of the classifier's (streams, mixes, views)"
+    if kind == "sample500":
+        return f"images generated by {family} in batches of 500 (pools, quality, audits)"
     if kind == "gen_step":
         return f"{family} training steps"
     return UNIT_NAMES[unit]
@@ -183,9 +199,11 @@ class _Counter:
         else:
             self.add(f"gen_step:{family}", steps)
 
-    def sample(self, family: str, count: float) -> None:
+    def sample(self, family: str, count: float, batches_of_500: bool = False) -> None:
+        """Generated images: per classifier batch (streams, mixes, views) or in batches of 500 (`sample_pool`,
+        `privacy.generate`); the two rates differ (measured here: cGAN 1.5e-4 s per image at 128, 6e-4 at 500)."""
         if family != "memoriser":
-            self.add(f"sample:{family}", count)
+            self.add(f"{'sample500' if batches_of_500 else 'sample'}:{family}", count)
 
     def classifier(self, key: dict) -> None:
         """One classifier cell (`cells.classifier`): train, score validation and test with TTA."""
@@ -206,7 +224,7 @@ class _Counter:
         if arm == "stream":
             self.sample(key["generator"], steps * batch)
         elif arm == "pool":
-            self.sample(key["generator"], key["m"])
+            self.sample(key["generator"], key["m"], batches_of_500=True)
         elif arm == "mix":
             extra = sources.extra_synthetic(batch, key["synthetic_fraction"])
             trained += steps * extra                  # the real batch plus the synthetic share
@@ -279,7 +297,7 @@ def plan_generators(P, seen: Seen) -> NotebookPlan:
             plan.reused["finished cells"] += 1
             continue
         c.fit(g, "all", 0, P.gen_steps[g])
-        c.sample(g, q)
+        c.sample(g, q, batches_of_500=True)
         c.add("forward_image", q + ref)
         # FID, KID, PRDC (numpy k-NN matrices, sorted) overall, then within each of ~10 classes: q x ref x 1.1
         c.add("quality_pair", q * ref * 1.1)
@@ -424,7 +442,7 @@ def plan_audits(P, seen: Seen) -> NotebookPlan:
             if g != "memoriser":
                 c.fit(g, "all", 0, key["gen_steps"])
             count = key["samples"]
-            c.sample(g, count)
+            c.sample(g, count, batches_of_500=True)
             c.distances(count, c.pool + 2 * c.val, c.pixels)
             c.add("forward_image", 2 * (c.val + count))   # FID / KID in both feature spaces
             if not whole_pool:                        # leave-one-out thresholds of pool and validation, once
@@ -434,7 +452,7 @@ def plan_audits(P, seen: Seen) -> NotebookPlan:
             if g != "memoriser":
                 c.fit(g, n, s, key["gen_steps"])
             count = max(key["samples"], privacy.SAMPLES_PER_IMAGE * n)
-            c.sample(g, count)
+            c.sample(g, count, batches_of_500=True)
             c.add("forward_image", count + 2 * n)     # samples, members, held-out images into feature space
             for dims in (c.pixels, FEATURE_DIM):
                 c.distances(count, 2 * n, dims)
@@ -452,7 +470,7 @@ def plan_audits(P, seen: Seen) -> NotebookPlan:
         c.add("train_image", 4 * steps * P.batch_size)         # four arms, one recipe
         c.add("forward_image", 4 * c.test_size * views)
         c.sample(g, 2 * steps * P.batch_size)                  # the two synthetic arms' streams
-        c.sample(g, 2 * P.audit_samples + c.val)               # judged shares, per-class quality
+        c.sample(g, 2 * P.audit_samples + c.val, batches_of_500=True)   # judged shares, per-class quality
         c.add("forward_image", 2 * P.audit_samples + 3 * c.val)
         c.add("cell", 3)                                       # three more classifiers than one cell
         c.cell("bias cells")
@@ -545,8 +563,9 @@ def _sync(device) -> None:
 
 def _per_unit(run, units: float, device, target: float) -> float:
     """Seconds per unit of `run(1)` (which does `units` units): a warm-up, then timed reps for about `target`
-    seconds (3 to 50), the fastest one (as `timeit` does: a burst of other work on the machine slows single reps,
-    not the fastest)."""
+    seconds (3 to 50), their median (what a long run meets; measured here: the fastest rep ran the contrastive loop
+    ~5% faster than the quick run's cells did)."""
+    import statistics
     run(1)
     _sync(device)
     times: list[float] = []
@@ -555,7 +574,7 @@ def _per_unit(run, units: float, device, target: float) -> float:
         run(1)
         _sync(device)
         times.append(time.perf_counter() - start)
-    return min(times) / units
+    return statistics.median(times) / units
 
 
 def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float = 1.0) -> Costs:
@@ -630,7 +649,7 @@ def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float
             for _ in range(reps):
                 quality.fid(real_f, fake_f), quality.kid(real_f, fake_f), quality.prdc(real_f, fake_f)
         seconds["quality_pair"] = _per_unit(score, len(real_f) * len(fake_f), device, target)
-    families = sorted({u.partition(":")[2] for u in units if u.startswith(("sample:", "gen_step:"))}
+    families = sorted({u.partition(":")[2] for u in units if u.startswith(("sample:", "sample500:", "gen_step:"))}
                       | ({"pca_gaussian"} if "pca_image" in units else set()))
     for family in families:
         if generators.is_pretrained(family):
@@ -657,12 +676,13 @@ def calibrate(params_by_notebook: dict, plans: list[NotebookPlan], target: float
                 t[steps] = min(t[steps], time.perf_counter() - start)
             seconds[f"gen_step:{family}"] = max(t[long_] - t[short], 1e-6) / (long_ - short)
         gen = gen.to(device)
-        wanted = torch.arange(batch) % classes
+        for unit, size in ((f"sample:{family}", batch), (f"sample500:{family}", 500)):
+            wanted = torch.arange(size) % classes
 
-        def draw(reps, gen=gen, wanted=wanted):
-            for _ in range(reps):
-                gen.sample(wanted, g)
-        seconds[f"sample:{family}"] = _per_unit(draw, batch, device, target / 2)
+            def draw(reps, gen=gen, wanted=wanted):
+                for _ in range(reps):
+                    gen.sample(wanted, g)
+            seconds[unit] = _per_unit(draw, size, device, target / 4)
     seconds["cell"], seconds["notebook"] = CELL_SECONDS, NOTEBOOK_SECONDS
     took = time.perf_counter() - started
     return Costs(seconds, f"measured now in {took:.0f} s", machine(device), took)
@@ -679,7 +699,8 @@ GROUPS = {"train_image": "classifier training", "forward_image": "evaluation and
 
 def group(unit: str) -> str:
     kind, _, family = unit.partition(":")
-    return {"sample": f"{family} sampling", "gen_step": f"{family} training"}.get(kind) or GROUPS[unit]
+    return ({"sample": f"{family} sampling", "sample500": f"{family} sampling", "gen_step": f"{family} training"}
+            .get(kind) or GROUPS[unit])
 
 
 def _duration(seconds: float) -> str:
@@ -746,33 +767,47 @@ def estimate(profile: str, overrides: dict | None = None, notebooks=None, resume
         if records:
             from .train import resolve_device
             used = set().union(*(p.work for p in plans))
-            recorded = {u: v for u, v in record_costs(profile, resolve_device(next(iter(params.values())).device))
-                        .items() if u in used and v > 0}
-            if recorded:          # this profile's own cells on this machine: what its remaining cells will cost
+            like = next((p for p in params.values() if hasattr(p, "steps_for")), next(iter(params.values())))
+            recorded = {u: v for u, v in record_costs(None, resolve_device(like.device), like).items()
+                        if u in used and v > 0}
+            if recorded:          # cells this machine ran with the same classifier and generators: what they cost
                 costs.seconds.update(recorded)
-                costs.source += f"; from this profile's records here: {', '.join(sorted(recorded))}"
+                costs.source += f"; {', '.join(sorted(recorded))} from records made here (results/*/)"
     return Estimate(profile, plans, costs, resume)
 
 
-def load_note() -> str:
-    """A warning when other processes keep the CPU busy (the calibration then measures a slower machine)."""
-    import os
-
-    from .train import cpu_threads
+def busy_cpus(seconds: float = 0.5) -> float | None:
+    """CPUs' worth of work other processes did over `seconds` (from /proc/stat, Linux; None elsewhere): taken
+    before the calibration, which would otherwise time a shared machine."""
+    def ticks():
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]            # total, idle + iowait
     try:
-        load = os.getloadavg()[0]
-    except OSError:
+        total0, idle0 = ticks()
+        time.sleep(seconds)
+        total1, idle1 = ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    import os
+    cpus = os.cpu_count() or 1
+    return cpus * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
+def load_note(busy: float | None) -> str:
+    """A warning when other processes kept the CPU busy as the calibration began (it then times a slower machine)."""
+    from .train import cpu_threads
+    if busy is None or busy < 0.25 * cpu_threads():
         return ""
-    busy = load > 0.5 * cpu_threads()
-    return (f"[estimate] note: load average {load:.1f} on {cpu_threads()} threads: the calibration shared the CPU, "
-            f"so the estimate runs long unless the run shares it too" if busy else "")
+    return (f"[estimate] note: other processes kept {busy:.1f} of {cpu_threads()} CPUs busy as the calibration "
+            f"began: unit costs measured now run long unless the run shares the machine too")
 
 
 def print_estimate(profile: str, overrides: dict | None = None, notebooks=None, executor: str = "inline",
                    strict: bool = False) -> Estimate | None:
     """What `make reproduce` prints before it starts. A failure to estimate never stops a run (unless `strict`)."""
     try:
-        note = load_note()
+        note = load_note(busy_cpus())
         result = estimate(profile, overrides, notebooks)
     except Exception as err:                      # noqa: BLE001 -- an estimate must not cost the run itself
         if strict:
@@ -790,8 +825,8 @@ def print_estimate(profile: str, overrides: dict | None = None, notebooks=None, 
 
 # ---------------------------------------------------------------- validation against a timed run
 def measured_seconds(profile: str) -> dict:
-    """{notebook: seconds} of the first execution of each notebook in results/<profile>/reproduce.jsonl (a first
-    run computes every cell: what `plan` counts without `profile`), with its machine."""
+    """{notebook: log line} of the first execution of each notebook in results/<profile>/reproduce.jsonl that
+    computed every cell (what `plan` counts without `profile`; a line saying it reused some is skipped)."""
     import json
 
     from .runs import results_root
@@ -801,24 +836,31 @@ def measured_seconds(profile: str) -> dict:
     out = {}
     for line in path.read_text().splitlines():
         entry = json.loads(line)
+        if entry.get("cells_computed", 0) < entry.get("cells_total", 0):
+            continue
         out.setdefault(entry["notebook"], entry)
     return out
 
 
-def record_costs(profile: str, device=None) -> dict:
-    """Seconds per unit as the records of a run of `profile` show them (results/<profile>/*/cells/), for the
-    units a record times on its own: classifier training (`train_seconds` / images seen, real arm), evaluation (the
-    rest of a real cell's seconds per scored view), sampling per family (a stream cell's training seconds per image
-    beyond the real arm's), generator steps (the generators notebook's fits: training seconds per step) and
-    contrastive pairs (latent-view encoders, less their decoding). Medians over cells; cells reused from another
-    notebook are skipped. With `device`, only runs made on this machine count (environment.json: CPU model, device)."""
+def record_costs(profile: str | None, device=None, like=None) -> dict:
+    """Seconds per unit as the records of runs show them (results/<profile>/*/cells/; every profile's when
+    `profile` is None), for the units a record times on its own: classifier training (`train_seconds` / images seen,
+    real arm), evaluation (the rest of a real cell's seconds per scored view), sampling per family (a stream cell's
+    training seconds per image beyond the real arm's; in batches of 500: a quality cell's rate), generator steps (the
+    generators notebook's fits: training seconds per step) and contrastive pairs (latent-view encoders, less their
+    decoding). Medians over cells; cells reused from another notebook are skipped. With `device`, only runs made on
+    this machine count (environment.json: CPU model, device); with `like` (a notebook's parameters), only cells of
+    the same dataset, classifier (model, batch, augmentation) and generator code (`generators.identity`)."""
     import json
     import statistics
 
+    from . import generators
     from .runs import cpu_model, results_root
     found: dict = {}
     paths = []
-    for run in sorted(p for p in (results_root() / profile).glob("*") if (p / "cells").is_dir()):
+    folders = [results_root() / profile] if profile else sorted(
+        p for p in results_root().glob("*") if p.is_dir() and p.name not in ("cache", "bench"))
+    for run in sorted(p for folder in folders for p in folder.glob("*") if (p / "cells").is_dir()):
         env = run / "environment.json"
         if device is not None:
             here = {"cpu_model": cpu_model(), "device": str(device)}
@@ -826,21 +868,35 @@ def record_costs(profile: str, device=None) -> dict:
             if any(there.get(k) != v for k, v in here.items()):
                 continue
         paths += sorted(run.glob("cells/*/record.json"))
+
+    def same(key: dict, *fields) -> bool:
+        if like is None:
+            return True
+        if key.get("dataset") != like.dataset or any(key.get(f) != getattr(like, f, None) for f in fields):
+            return False
+        name = key.get("generator")
+        return not name or name in ("none", "memoriser") or not generators.is_generator(name) or \
+            json.loads(json.dumps(generators.identity(name))) == key.get("gen_identity")
     for path in paths:
         record = json.loads(path.read_text())
         key, m = record["key"], record["metrics"]
         if "reused_from" in m:
             continue
-        if key.get("arm") in ("real", "stream") and m.get("images_seen"):
+        if key.get("arm") in ("real", "stream") and m.get("images_seen") and same(key, "model", "batch_size",
+                                                                                     "augment"):
             per_image = m["train_seconds"] / m["images_seen"]
             found.setdefault(f"{key['arm']}:{key['generator']}", []).append(per_image)
             if key["arm"] == "real" and key.get("dataset") in DATASET_FACTS:
                 views = (key["val_size"] + DATASET_FACTS[key["dataset"]][1]) * tta_views(key["tta"], key["augment"])
                 found.setdefault("forward_image", []).append(
                     (record["seconds"] - m["train_seconds"] - CELL_SECONDS) / views)
-        elif "quality_samples" in key and key["generator"] != "pca_gaussian":
-            found.setdefault(f"gen_step:{key['generator']}", []).append(m["train_seconds"] / key["gen_steps"])
-        elif key.get("source") == "synthetic" and key.get("views") == "latent" and m.get("train_seconds"):
+        elif "quality_samples" in key and same(key):
+            if key["generator"] != "pca_gaussian":
+                found.setdefault(f"gen_step:{key['generator']}", []).append(m["train_seconds"] / key["gen_steps"])
+            if m.get("samples_per_s"):                # 5,000 samples in batches of 500
+                found.setdefault(f"quality:{key['generator']}", []).append(1 / m["samples_per_s"])
+        elif key.get("source") == "synthetic" and key.get("views") == "latent" and m.get("train_seconds") and \
+                same(key, "model"):
             found.setdefault(f"latent:{key['generator']}", []).append(
                 m["train_seconds"] / (key["steps"] * key["batch_size"]))
     out = {unit: statistics.median(v) for unit, v in found.items() if ":" not in unit or unit.startswith("gen_step")}
@@ -849,6 +905,9 @@ def record_costs(profile: str, device=None) -> dict:
         for unit, values in found.items():
             if unit.startswith("stream:"):
                 out[f"sample:{unit.partition(':')[2]}"] = max(statistics.median(values) - real, 0.0)
+    for unit, values in found.items():
+        if unit.startswith("quality:"):
+            out[f"sample500:{unit.partition(':')[2]}"] = statistics.median(values)
     # an encoder step per pair: a latent-view cell's seconds per pair less its two decodes (the family's sampling
     # cost, known from its stream cells)
     pairs = [statistics.median(v) - 2 * out[f"sample:{u.partition(':')[2]}"] for u, v in found.items()
@@ -901,6 +960,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import yaml
     overrides = {k: yaml.safe_load(v) for k, v in args.parameter}
+    note = load_note(busy_cpus())
     try:
         result = estimate(args.profile, overrides, args.notebooks, resume=not (args.first_run or args.validate),
                           records=not args.validate)
@@ -908,7 +968,6 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.table())
-    note = load_note()
     if note:
         print(note)
     if args.validate:

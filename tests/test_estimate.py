@@ -21,7 +21,7 @@ REFERENCE = {"train_image": 2e-4, "forward_image": 7e-5, "pair": 4e-4, "augment_
 
 def reference_costs(plans) -> estimate.Costs:
     units = set().union(*(p.work for p in plans))
-    seconds = {u: REFERENCE.get(u, 1e-3 if u.startswith("sample:") else 0.03) for u in units}
+    seconds = {u: REFERENCE.get(u, 1e-3 if u.startswith(("sample:", "sample500:")) else 0.03) for u in units}
     return estimate.Costs(seconds, "fixed for the test", "reference")
 
 
@@ -210,3 +210,16 @@ def test_resumed_multiview_uses_the_sigma_the_sweep_chose(smoke_params, tmp_path
     assert left.reused["finished cells"] == len(P.sigmas) * len(P.seeds)
     headline = [k for k in estimate.multiview_keys(P, best) if k["sigma"] == best and k["anchors"] is not None]
     assert headline, "the anchor pools are keyed at the chosen sigma"
+
+
+def test_validation_reads_first_runs_only(tmp_path, monkeypatch):
+    import json
+    monkeypatch.setenv("SYNTHSTUDY_RESULTS", str(tmp_path))
+    log = tmp_path / "quick" / "reproduce.jsonl"
+    log.parent.mkdir(parents=True)
+    lines = [{"notebook": "baseline", "seconds": 100.0},
+             {"notebook": "audits", "seconds": 30.0, "cells_computed": 3, "cells_total": 36},   # a resumed run
+             {"notebook": "baseline", "seconds": 4.0, "cells_computed": 0, "cells_total": 24}]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    measured = estimate.measured_seconds("quick")
+    assert set(measured) == {"baseline"} and measured["baseline"]["seconds"] == 100.0
