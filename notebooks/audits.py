@@ -97,7 +97,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from synthstudy import config, contrastive, data, generators, metrics, plots, runs, train
+from synthstudy import config, contrastive, data, metrics, plots, runs, train
 from synthstudy.audits import analysis, bias, cells, privacy
 
 P = config.from_namespace(config.AuditsParams, globals())
@@ -119,9 +119,7 @@ print(f"{splits.name}: {len(pool)} images in the pool, {len(val)} validation, {l
 # k-NN accuracy on validation (features of the pool as references) says how much class information it holds.
 
 # %%
-common = {"dataset": P.dataset, "val_size": P.val_size, "version": cells.AUDITS_VERSION,
-          "extractor": cells.extractor_spec(P.extractor_steps, P.model, P.augment, P.batch_size),
-          "contrastive": cells.contrastive_spec(P.contrastive_steps, P.model, P.batch_size)}
+common = cells.common_key(P)
 extractor = cells.domain_extractor(common, **options)
 second = cells.contrastive_extractor(common, **options)
 reference = pool.take(data.stratified_indices(pool.labels.numpy(), min(len(pool), 10000), seed=0))
@@ -146,19 +144,7 @@ display(pd.DataFrame({"class": names, "judge test accuracy (%)": [
 # only). The memoriser runs in every setting: its AUC is each setting's ceiling.
 
 # %%
-privacy_common = {**common, "part": "privacy", "samples": P.audit_samples, "copy_quantile": P.copy_quantile,
-                  "memoriser_noise": privacy.MEMORISER_NOISE}
-
-
-def generator_fields(name, steps):
-    return {} if name == cells.MEMORISER else generators.cell_key(name, steps[name], P.gen_seed)
-
-
-privacy_keys = ([{**privacy_common, "generator": g, "n": n, "subset_seed": s, "seed": s,
-                  **generator_fields(g, P.audit_gen_steps)}
-                 for g in [*P.audit_generators, cells.MEMORISER] for n in P.resolved_sizes() for s in P.seeds]
-                + [{**privacy_common, "generator": g, "n": "all", "subset_seed": 0, "seed": s,
-                    **generator_fields(g, P.gen_steps)} for g in [*P.audit_zoo, cells.MEMORISER] for s in P.seeds])
+privacy_keys = cells.privacy_keys(P)
 privacy_records = run.grid(privacy_keys, functools.partial(cells.privacy_cell, **options), progress=P.progress,
                            describe=cells.describe_privacy)
 privacy_table = pd.DataFrame([runs.flatten(r) for r in privacy_records])
@@ -248,13 +234,7 @@ display(Markdown("\n\n".join(quality_rows)))
 # classifier, against what it says of real validation images with the same labels (`expected`).
 
 # %%
-bias_steps = P.steps_for(len(bias.imbalanced_indices(pool.labels.numpy(), P.bias_n, P.rare_classes,
-                                                     P.rare_fraction, seed=P.seeds[0], num_classes=K)))
-bias_keys = [{**common, "part": "bias", "generator": g, "seed": s, "bias_n": P.bias_n,
-              "rare_classes": sorted(P.rare_classes), "rare_fraction": P.rare_fraction,
-              **generators.cell_key(g, P.gen_steps[g], P.gen_seed), "samples": P.audit_samples,
-              "recipe": P.recipe_key(), "steps": bias_steps}
-             for g in P.bias_generators for s in P.seeds]
+bias_keys = cells.bias_keys(P, K)
 bias_records = run.grid(bias_keys, functools.partial(cells.bias_cell, **options), progress=P.progress,
                         describe=cells.describe_bias)
 bias_table = pd.DataFrame([runs.flatten(r) for r in bias_records])

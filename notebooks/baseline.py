@@ -78,8 +78,7 @@ print(f"{ctx.splits.name}: {len(ctx.pool)} training images in the pool, {P.val_s
 # subset it saw (`indices.npy`), so any number here can be traced back to its images.
 
 # %%
-keys = [cells.classifier_key(P, "real", n, s) for n in P.resolved_sizes() for s in P.seeds]
-keys += [cells.classifier_key(P, "real", n, s, budget_factor=2) for n in P.budget_sizes() for s in P.seeds]
+keys = cells.baseline_keys(P)
 records = run.grid(keys, functools.partial(cells.classifier, **cells.runtime(P)),
                    progress=P.progress,
                    describe=lambda k, m: f"n={k['n']} seed={k['seed']} steps={k['steps']}: "

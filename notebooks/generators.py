@@ -144,10 +144,7 @@ plots.save(fig, "generators_training_curves", run.dir)
 
 # %%
 n_all = len(pool)
-cas_keys = [cells.classifier_key(P, "real", n_all, s) for s in P.seeds]
-cas_keys += [cells.classifier_key(P, "stream", n_all, s, g) for g in P.cas_names() for s in P.seeds]
-# last, so that a baseline still running its budget check has finished it by then (and it is reused, not rerun)
-cas_keys += [cells.classifier_key(P, "real", n_all, s, budget_factor=2) for s in P.seeds]
+cas_keys = cells.cas_keys(P)
 cas_records = run.grid(cas_keys, cells.reuse_or_run(P.profile, ("baseline", "scaling"), **cells.runtime(P)),
                        progress=P.progress, describe=lambda k, m: f"{k['generator']} {k['arm']} seed={k['seed']}: "
                                                                   f"test {m['test_accuracy']:.2%}")

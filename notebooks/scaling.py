@@ -102,15 +102,7 @@ print(f"{ctx.splits.name}: {len(ctx.pool)} pool images, {P.val_size} for validat
 # a real-arm cell the baseline already ran on this profile (same key) is taken from its record (`reused_from`).
 
 # %%
-keys = [cells.classifier_key(P, "real", n, s) for n in P.real_sizes() for s in P.seeds]
-for n in sizes:
-    for s in P.seeds:
-        for g in P.scaling_generators:
-            keys += [cells.classifier_key(P, "pool", n, s, g, m=m) for m in P.pool_sizes(n)]
-            keys += [cells.classifier_key(P, "stream", n, s, g)] if P.stream else []
-            keys += [cells.classifier_key(P, "mix", n, s, g, synthetic_fraction=f) for f in sorted(P.mix_fractions)]
-# last, so that a baseline still running its budget check has finished it by then (and it is reused, not rerun)
-keys += [cells.classifier_key(P, "real", n, s, budget_factor=2) for n in P.budget_sizes() for s in P.seeds]
+keys = cells.scaling_keys(P)
 records = run.grid(keys, cells.reuse_or_run(P.profile, ("baseline",), **cells.runtime(P)),
                    progress=P.progress,
                    describe=lambda k, m: f"n={k['n']} seed={k['seed']} {k['generator']} {k['arm']}: "

@@ -111,6 +111,37 @@ def classifier_key(params, arm: str, n: int, seed: int, generator: str = "none",
             **data_fields(params), **budget, **params.recipe_key()}
 
 
+def baseline_keys(params) -> list[dict]:
+    """The baseline notebook's grid: the real arm at every N and seed, then its budget check (2x) at some N."""
+    keys = [classifier_key(params, "real", n, s) for n in params.resolved_sizes() for s in params.seeds]
+    return keys + [classifier_key(params, "real", n, s, budget_factor=2) for n in params.budget_sizes()
+                   for s in params.seeds]
+
+
+def cas_keys(params) -> list[dict]:
+    """The generators notebook's CAS grid at N = the whole pool: the real arm, a stream per CAS family, then the
+    budget check (last, so that a baseline still running its check has finished it by then and it is reused)."""
+    n_all = params.resolve(["all"])[0]
+    keys = [classifier_key(params, "real", n_all, s) for s in params.seeds]
+    keys += [classifier_key(params, "stream", n_all, s, g) for g in params.cas_names() for s in params.seeds]
+    return keys + [classifier_key(params, "real", n_all, s, budget_factor=2) for s in params.seeds]
+
+
+def scaling_keys(params) -> list[dict]:
+    """The scaling notebook's grid: the real curve, then per synthetic N, seed and generator its pools, stream and
+    mixes, and the budget check last (see `cas_keys`)."""
+    keys = [classifier_key(params, "real", n, s) for n in params.real_sizes() for s in params.seeds]
+    for n in params.resolved_sizes():
+        for s in params.seeds:
+            for g in params.scaling_generators:
+                keys += [classifier_key(params, "pool", n, s, g, m=m) for m in params.pool_sizes(n)]
+                keys += [classifier_key(params, "stream", n, s, g)] if params.stream else []
+                keys += [classifier_key(params, "mix", n, s, g, synthetic_fraction=f)
+                         for f in sorted(params.mix_fractions)]
+    return keys + [classifier_key(params, "real", n, s, budget_factor=2) for n in params.budget_sizes()
+                   for s in params.seeds]
+
+
 def data_fields(params) -> dict:
     """What a key holds about the data: the dataset and the validation holdout (an image folder: its root, size)."""
     fields = {"dataset": params.dataset, "val_size": params.val_size}

@@ -237,31 +237,28 @@ class _Counter:
 
     def domain_extractor(self, steps: int, model: str, augment: str, batch_size: int, scored: bool) -> None:
         """The domain classifier (`quality.domain_extractor`): trained once, cached; scored on validation on load."""
-        ident = ("domain", self.P.dataset, self.pool, steps, model, augment, batch_size)
         if scored:
             self.add("forward_image", self.val)
-        if ident in self.seen.extractors:
-            self.plan.reused["feature extractors"] += 1
-            return
-        self.seen.extractors.add(ident)
-        if ident in self.seen.cached:
-            self.plan.reused["cached extractors"] += 1
-            return
-        self.plan.counts["feature extractors"] += 1
-        self.add("train_image", steps * batch_size)
+        if self._extractor_to_train(("domain", self.P.dataset, self.pool, steps, model, augment, batch_size)):
+            self.add("train_image", steps * batch_size)
 
     def contrastive_extractor(self, steps: int, model: str, batch_size: int) -> None:
-        ident = ("simclr", self.P.dataset, self.pool, steps, model, batch_size)
+        if self._extractor_to_train(("simclr", self.P.dataset, self.pool, steps, model, batch_size)):
+            self.add("pair", steps * batch_size)
+            self.add("augment_image", 2 * steps * batch_size)    # two pixel views of each pool image
+
+    def _extractor_to_train(self, ident: tuple) -> bool:
+        """Whether this run trains the feature extractor `ident`: not if an earlier notebook of the run already
+        counted it, nor if it is cached on disk (each case counted as reused)."""
         if ident in self.seen.extractors:
             self.plan.reused["feature extractors"] += 1
-            return
+            return False
         self.seen.extractors.add(ident)
         if ident in self.seen.cached:
             self.plan.reused["cached extractors"] += 1
-            return
+            return False
         self.plan.counts["feature extractors"] += 1
-        self.add("pair", steps * batch_size)
-        self.add("augment_image", 2 * steps * batch_size)        # two pixel views of each pool image
+        return True
 
     def distances(self, rows: float, cols: float, dims: float) -> None:
         self.add("distance", rows * cols * dims)
@@ -274,9 +271,7 @@ def plan_baseline(P, seen: Seen) -> NotebookPlan:
     from . import cells
     plan = NotebookPlan("baseline")
     c = _Counter(plan, seen, P)
-    keys = [cells.classifier_key(P, "real", n, s) for n in P.resolved_sizes() for s in P.seeds]
-    keys += [cells.classifier_key(P, "real", n, s, budget_factor=2) for n in P.budget_sizes() for s in P.seeds]
-    for key in keys:
+    for key in cells.baseline_keys(P):
         c.classifier(key)
     return plan
 
@@ -302,11 +297,7 @@ def plan_generators(P, seen: Seen) -> NotebookPlan:
         # FID, KID, PRDC (numpy k-NN matrices, sorted) overall, then within each of ~10 classes: q x ref x 1.1
         c.add("quality_pair", q * ref * 1.1)
         c.cell("quality cells")
-    n_all = c.pool
-    keys = [cells.classifier_key(P, "real", n_all, s) for s in P.seeds]
-    keys += [cells.classifier_key(P, "stream", n_all, s, g) for g in P.cas_names() for s in P.seeds]
-    keys += [cells.classifier_key(P, "real", n_all, s, budget_factor=2) for s in P.seeds]
-    for key in keys:
+    for key in cells.cas_keys(P):
         c.classifier(key)
     return plan
 
@@ -315,15 +306,7 @@ def plan_scaling(P, seen: Seen) -> NotebookPlan:
     from . import cells
     plan = NotebookPlan("scaling")
     c = _Counter(plan, seen, P)
-    keys = [cells.classifier_key(P, "real", n, s) for n in P.real_sizes() for s in P.seeds]
-    for n in P.resolved_sizes():
-        for s in P.seeds:
-            for g in P.scaling_generators:
-                keys += [cells.classifier_key(P, "pool", n, s, g, m=m) for m in P.pool_sizes(n)]
-                keys += [cells.classifier_key(P, "stream", n, s, g)] if P.stream else []
-                keys += [cells.classifier_key(P, "mix", n, s, g, synthetic_fraction=f) for f in sorted(P.mix_fractions)]
-    keys += [cells.classifier_key(P, "real", n, s, budget_factor=2) for n in P.budget_sizes() for s in P.seeds]
-    for key in keys:
+    for key in cells.scaling_keys(P):
         c.classifier(key)
     return plan
 
@@ -393,32 +376,11 @@ def plan_multiview(P, seen: Seen) -> NotebookPlan:
 
 
 def audits_keys(P) -> tuple[list[dict], list[dict]]:
-    """(privacy keys, bias keys) as notebooks/audits builds them (tests/test_estimate.py holds the two to each
-    other), so that a finished cell is found by its key. The bias budget follows the imbalanced subset's size, which
-    `bias.imbalanced_counts` gives exactly (`imbalanced_indices` draws those counts)."""
-    from . import data, generators
-    from .audits import bias, cells, privacy
-    common = {"dataset": P.dataset, "val_size": P.val_size, "version": cells.AUDITS_VERSION,
-              "extractor": cells.extractor_spec(P.extractor_steps, P.model, P.augment, P.batch_size),
-              "contrastive": cells.contrastive_spec(P.contrastive_steps, P.model, P.batch_size)}
-    privacy_common = {**common, "part": "privacy", "samples": P.audit_samples, "copy_quantile": P.copy_quantile,
-                      "memoriser_noise": privacy.MEMORISER_NOISE}
-
-    def generator_fields(name, steps):
-        return {} if name == cells.MEMORISER else generators.cell_key(name, steps[name], P.gen_seed)
-    privacy_keys = ([{**privacy_common, "generator": g, "n": n, "subset_seed": s, "seed": s,
-                      **generator_fields(g, P.audit_gen_steps)}
-                     for g in [*P.audit_generators, cells.MEMORISER] for n in P.resolved_sizes() for s in P.seeds]
-                    + [{**privacy_common, "generator": g, "n": "all", "subset_seed": 0, "seed": s,
-                        **generator_fields(g, P.gen_steps)} for g in [*P.audit_zoo, cells.MEMORISER] for s in P.seeds])
-    classes = len(data.class_names(P.dataset, P.data_root or None))
-    size = int(bias.imbalanced_counts(classes, P.bias_n, P.rare_classes, P.rare_fraction).sum())
-    bias_keys = [{**common, "part": "bias", "generator": g, "seed": s, "bias_n": P.bias_n,
-                  "rare_classes": sorted(P.rare_classes), "rare_fraction": P.rare_fraction,
-                  **generators.cell_key(g, P.gen_steps[g], P.gen_seed), "samples": P.audit_samples,
-                  "recipe": P.recipe_key(), "steps": P.steps_for(size)}
-                 for g in P.bias_generators for s in P.seeds]
-    return privacy_keys, bias_keys
+    """(privacy keys, bias keys): the audits notebook's grids, built by the same functions it calls, so that a
+    finished cell is found by its key."""
+    from . import data
+    from .audits import cells
+    return cells.privacy_keys(P), cells.bias_keys(P, len(data.class_names(P.dataset, P.data_root or None)))
 
 
 def plan_audits(P, seen: Seen) -> NotebookPlan:

@@ -43,9 +43,9 @@ def notebook_classifier_keys(params) -> list[dict]:
     """The classifier keys baseline, generators and scaling build, by running their own key-building code."""
     from synthstudy import cells
     keys = []
-    for name, first, last, names in (("baseline", "keys = [cells.classifier_key", "records = run.grid", ("keys",)),
-                                     ("generators", "cas_keys = [", "cas_records = run.grid", ("cas_keys",)),
-                                     ("scaling", "keys = [cells.classifier_key", "records = run.grid", ("keys",))):
+    for name, first, last, names in (("baseline", "keys = cells.baseline_keys", "records = run.grid", ("keys",)),
+                                     ("generators", "cas_keys = cells.cas", "cas_records = run.grid", ("cas_keys",)),
+                                     ("scaling", "keys = cells.scaling_keys", "records = run.grid", ("keys",))):
         P = params[name]
         namespace = {"P": P, "cells": cells, "n_all": config.pool_size(P)}
         if name == "scaling":
@@ -185,9 +185,9 @@ def test_audits_keys_are_the_notebooks_keys(smoke_params):
     _, pool, _ = cells.study_data(P.dataset, P.val_size)
     namespace = {"P": P, "cells": cells, "privacy": privacy, "generators": generators, "bias": bias, "pool": pool,
                  "K": 10}
-    for first, last in (("common = {", "extractor = cells.domain_extractor"),
-                        ("privacy_common = {", "privacy_records = run.grid"),
-                        ("bias_steps = P.steps_for", "bias_records = run.grid")):
+    for first, last in (("common = cells.common_key", "extractor = cells.domain_extractor"),
+                        ("privacy_keys = cells.privacy_keys", "privacy_records = run.grid"),
+                        ("bias_keys = cells.bias_keys", "bias_records = run.grid")):
         exec(notebook_key_code("audits", first, last), namespace)   # noqa: S102 -- the notebook's own source
     privacy_keys, bias_keys = estimate.audits_keys(P)
     assert privacy_keys == namespace["privacy_keys"]

@@ -47,6 +47,40 @@ def contrastive_spec(steps: int, model: str, batch_size: int, seed: int = 0) -> 
     return {"steps": steps, "model": model, "batch_size": batch_size, "seed": seed}
 
 
+def common_key(params) -> dict:
+    """What every audits cell key holds: the data, the code version and both feature spaces."""
+    return {"dataset": params.dataset, "val_size": params.val_size, "version": AUDITS_VERSION,
+            "extractor": extractor_spec(params.extractor_steps, params.model, params.augment, params.batch_size),
+            "contrastive": contrastive_spec(params.contrastive_steps, params.model, params.batch_size)}
+
+
+def privacy_keys(params) -> list[dict]:
+    """The privacy grid: each audited generator and the memoriser at every N of the sweep (fitted on the seed's
+    subset), then the whole-pool zoo and the memoriser on the pool (the seed varies the samples only)."""
+    common = {**common_key(params), "part": "privacy", "samples": params.audit_samples,
+              "copy_quantile": params.copy_quantile, "memoriser_noise": privacy.MEMORISER_NOISE}
+
+    def generator_fields(name, steps):
+        return {} if name == MEMORISER else generators.cell_key(name, steps[name], params.gen_seed)
+    return ([{**common, "generator": g, "n": n, "subset_seed": s, "seed": s,
+              **generator_fields(g, params.audit_gen_steps)}
+             for g in [*params.audit_generators, MEMORISER] for n in params.resolved_sizes() for s in params.seeds]
+            + [{**common, "generator": g, "n": "all", "subset_seed": 0, "seed": s,
+                **generator_fields(g, params.gen_steps)} for g in [*params.audit_zoo, MEMORISER]
+               for s in params.seeds])
+
+
+def bias_keys(params, num_classes: int) -> list[dict]:
+    """The bias grid, generators x seeds; every arm's budget follows the imbalanced subset's size, which
+    `bias.imbalanced_counts` gives exactly (`bias.imbalanced_indices` draws those counts for each seed)."""
+    size = int(bias.imbalanced_counts(num_classes, params.bias_n, params.rare_classes, params.rare_fraction).sum())
+    return [{**common_key(params), "part": "bias", "generator": g, "seed": s, "bias_n": params.bias_n,
+             "rare_classes": sorted(params.rare_classes), "rare_fraction": params.rare_fraction,
+             **generators.cell_key(g, params.gen_steps[g], params.gen_seed), "samples": params.audit_samples,
+             "recipe": params.recipe_key(), "steps": params.steps_for(size)}
+            for g in params.bias_generators for s in params.seeds]
+
+
 @functools.lru_cache(maxsize=2)
 def _domain(dataset, val_size, allow_download, steps, model, augment, batch_size, seed, device, progress):
     _, pool, val = study_data(dataset, val_size, allow_download)
