@@ -109,7 +109,7 @@ def grid(keys):
 
 
 def key(source, method="simclr", views="latent", seed=0, **fields):
-    return contrastive.multiview_key(P, source, method, views, seed, **fields)
+    return A.cell_key(P, source, method, views, seed, **fields)
 
 
 print(f"{P.dataset}: {len(inputs.pool)} pool images, probe fitted on {len(inputs.probe_set)}, scored on "
@@ -123,10 +123,7 @@ print(f"{P.dataset}: {len(inputs.pool)} pool images, probe fitted on {len(inputs
 # doubling it moves validation accuracy by less than its 95% CI (`metrics.budget_check`).
 
 # %%
-method_seeds = P.seeds + P.mv_extra_seeds
-references = grid([key("none", "none", "none", s) for s in method_seeds]
-                  + [key("real", m, "pixel", s) for m in ("simclr", "supcon") for s in method_seeds]
-                  + [key("real", "simclr", "pixel", s, steps=2 * P.mv_steps) for s in P.seeds])
+references = grid(A.reference_keys(P))
 REAL, SUPCON = "real · SimCLR · pixel", "real · SupCon · pixel"
 bands = {name: {split: metrics.mean_ci(references.loc[references["arm"] == arm, f"probe_accuracy_{split}"])
                 for split in ("val", "test")}
@@ -144,7 +141,7 @@ display(references.groupby("arm", sort=False)[["probe_accuracy_val", "probe_accu
 # σ* is the best mean on **validation**; the test column is reported, never used to choose.
 
 # %%
-sweep = grid([key("synthetic", sigma=s, seed=seed) for s in P.sigmas for seed in P.seeds])
+sweep = grid(A.sweep_keys(P))
 sigma_star = A.choose_sigma(sweep)                                   # validation only
 sweep_table = A.sweep_summary(sweep)
 display(sweep_table[["sigma", "probe val (%)", "probe test (%)", "kNN test (%)", "seeds"]])
@@ -183,11 +180,7 @@ plots.save(fig, "multiview_sigma_sweep", run.dir)
 HEADLINE = A.arm_label(key("synthetic", sigma=sigma_star))
 CONDITIONAL = A.arm_label(key("synthetic", sigma=sigma_star, generator=P.control_generator))
 CONTROL = A.arm_label(key("synthetic", sigma=sigma_star, generator=P.control_generator, label_free=True))
-synthetic_keys = ([key("synthetic", sigma=sigma_star, seed=s, steps=2 * P.mv_steps) for s in P.seeds]
-                  + [key("synthetic", sigma=sigma_star, seed=s) for s in method_seeds]
-                  + [key("synthetic", sigma=sigma_star, seed=s, generator=P.control_generator, label_free=lf)
-                     for lf in (False, True) for s in method_seeds])
-synthetic = grid(list({runs.stable_hash(k): k for k in synthetic_keys}.values()))   # conditional = headline: once
+synthetic = grid(A.synthetic_keys(P, sigma_star))   # conditional = headline: once
 at_budget = pd.concat([references, sweep, synthetic], ignore_index=True).drop_duplicates(["arm", "seed"])
 budget = A.budget_checks(A.with_arms(at_budget[at_budget["arm"].isin(
     [REAL, HEADLINE, REAL + " · 2× steps", HEADLINE + " · 2× steps"])]), P.mv_steps)
@@ -201,7 +194,7 @@ methods = at_budget[at_budget["arm"].isin(ORDER)]
 # against fresh latents every step ("online"); only the neighbour noise is new when a pooled anchor returns.
 
 # %%
-pools = grid([key("synthetic", sigma=sigma_star, seed=s, anchors=m) for m in P.anchor_pools for s in P.seeds])
+pools = grid(A.pool_keys(P, sigma_star))
 pools = pd.concat([pools, methods[(methods["arm"] == HEADLINE) & methods["seed"].isin(P.seeds)]], ignore_index=True)
 online_n = P.mv_steps * P.mv_batch_size
 pools["unique anchors"] = pools["anchors"].fillna(online_n).astype(int)

@@ -19,7 +19,7 @@ import math
 
 import pandas as pd
 
-from . import metrics
+from . import contrastive, metrics, runs
 
 FLOOR = "untrained encoder"
 VAL, TEST = "probe_accuracy_val", "probe_accuracy_test"
@@ -263,3 +263,42 @@ def findings(family_table: pd.DataFrame, *, sigma_star: float, interior: dict, b
         lines.append("- **Unique anchors:** " + "; ".join(
             f"{r['arm']}: {metrics.format_difference(r)}" for _, r in pools.iterrows()) + ".")
     return lines
+
+
+# ---------------------------------------------------------------- the notebook's grids, in the order it runs them
+def cell_key(P, source: str, method: str = "simclr", views: str = "latent", seed: int = 0, **fields) -> dict:
+    """One encoder cell's key (`contrastive.multiview_key`), latent-view SimCLR unless told otherwise."""
+    return contrastive.multiview_key(P, source, method, views, seed, **fields)
+
+
+def method_seeds(P) -> list[int]:
+    """The method table's seeds: `seeds` plus `mv_extra_seeds` (more power for its paired verdicts)."""
+    return P.seeds + P.mv_extra_seeds
+
+
+def reference_keys(P) -> list[dict]:
+    """The untrained floor, real SimCLR and SupCon on every method seed; real SimCLR at 2x steps (budget check)."""
+    return ([cell_key(P, "none", "none", "none", s) for s in method_seeds(P)]
+            + [cell_key(P, "real", m, "pixel", s) for m in ("simclr", "supcon") for s in method_seeds(P)]
+            + [cell_key(P, "real", "simclr", "pixel", s, steps=2 * P.mv_steps) for s in P.seeds])
+
+
+def sweep_keys(P) -> list[dict]:
+    """The σ sweep: latent-view SimCLR at every σ and seed (σ* is chosen from it, on validation)."""
+    return [cell_key(P, "synthetic", sigma=s, seed=seed) for s in P.sigmas for seed in P.seeds]
+
+
+def synthetic_keys(P, sigma_star: float) -> list[dict]:
+    """At σ*: the headline at 2x steps (budget check) and on every method seed, the control generator's
+    conditional and label-free arms; deduplicated (when the control generator is the headline's, its conditional
+    arm is the headline itself)."""
+    keys = ([cell_key(P, "synthetic", sigma=sigma_star, seed=s, steps=2 * P.mv_steps) for s in P.seeds]
+            + [cell_key(P, "synthetic", sigma=sigma_star, seed=s) for s in method_seeds(P)]
+            + [cell_key(P, "synthetic", sigma=sigma_star, seed=s, generator=P.control_generator, label_free=lf)
+               for lf in (False, True) for s in method_seeds(P)])
+    return list({runs.stable_hash(k): k for k in keys}.values())
+
+
+def pool_keys(P, sigma_star: float) -> list[dict]:
+    """Fixed anchor pools of M latents at σ* (the online arm is the headline)."""
+    return [cell_key(P, "synthetic", sigma=sigma_star, seed=s, anchors=m) for m in P.anchor_pools for s in P.seeds]

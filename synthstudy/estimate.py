@@ -315,21 +315,10 @@ def multiview_keys(P, sigma_star: float | None = None) -> list[dict]:
     """The multiview notebook's encoder cells, deduplicated as its grids run them. σ* is chosen at run time, on the
     sweep's validation scores: pass it when known (`sigma_star_from_records`); the placeholder `sigmas[0]` gives
     the same number of new cells whichever σ the validation picks."""
-    from . import contrastive, runs
-
-    def key(source, method="simclr", views="latent", seed=0, **fields):
-        return contrastive.multiview_key(P, source, method, views, seed, **fields)
-    method_seeds = P.seeds + P.mv_extra_seeds
+    from . import analysis_multiview as A
+    from . import runs
     star = P.sigmas[0] if sigma_star is None else sigma_star
-    keys = ([key("none", "none", "none", s) for s in method_seeds]
-            + [key("real", m, "pixel", s) for m in ("simclr", "supcon") for s in method_seeds]
-            + [key("real", "simclr", "pixel", s, steps=2 * P.mv_steps) for s in P.seeds]
-            + [key("synthetic", sigma=s, seed=seed) for s in P.sigmas for seed in P.seeds]
-            + [key("synthetic", sigma=star, seed=s, steps=2 * P.mv_steps) for s in P.seeds]
-            + [key("synthetic", sigma=star, seed=s) for s in method_seeds]
-            + [key("synthetic", sigma=star, seed=s, generator=P.control_generator, label_free=lf)
-               for lf in (False, True) for s in method_seeds]
-            + [key("synthetic", sigma=star, seed=s, anchors=m) for m in P.anchor_pools for s in P.seeds])
+    keys = A.reference_keys(P) + A.sweep_keys(P) + A.synthetic_keys(P, star) + A.pool_keys(P, star)
     return list({runs.stable_hash(k): k for k in keys}.values())   # a grid that meets a finished cell loads it
 
 
@@ -338,10 +327,8 @@ def sigma_star_from_records(P, profile: str) -> float | None:
     σ sweep) once every sweep cell is recorded under results/<profile>/multiview; None before."""
     import pandas as pd
 
-    from . import analysis_multiview, contrastive, runs
-    sweep = [contrastive.multiview_key(P, "synthetic", "simclr", "latent", seed, sigma=s)
-             for s in P.sigmas for seed in P.seeds]
-    records = [runs.find_record(profile, "multiview", k) for k in sweep]
+    from . import analysis_multiview, runs
+    records = [runs.find_record(profile, "multiview", k) for k in analysis_multiview.sweep_keys(P)]
     if any(r is None for r in records):
         return None
     table = analysis_multiview.with_arms(pd.DataFrame([runs.flatten(r) for r in records]), P.mv_steps)
