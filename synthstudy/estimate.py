@@ -267,13 +267,18 @@ class _Counter:
 FEATURE_DIM = 128          # the `cnn` backbone's features (models.ConvNet's last width); distances in that space
 
 
-def plan_baseline(P, seen: Seen) -> NotebookPlan:
-    from . import cells
-    plan = NotebookPlan("baseline")
+def plan_classifiers(name: str, keys: list[dict], P, seen: Seen) -> NotebookPlan:
+    """A notebook whose grid is classifier cells only (baseline, scaling)."""
+    plan = NotebookPlan(name)
     c = _Counter(plan, seen, P)
-    for key in cells.baseline_keys(P):
+    for key in keys:
         c.classifier(key)
     return plan
+
+
+def plan_baseline(P, seen: Seen) -> NotebookPlan:
+    from . import cells
+    return plan_classifiers("baseline", cells.baseline_keys(P), P, seen)
 
 
 def plan_generators(P, seen: Seen) -> NotebookPlan:
@@ -283,12 +288,10 @@ def plan_generators(P, seen: Seen) -> NotebookPlan:
     c.domain_extractor(P.extractor_steps, P.model, P.augment, P.batch_size, scored=False)
     q = P.quality_samples
     ref = min(c.val, q)
-    from . import generators
     for g in P.generator_names:                       # quality cells: fit, sample, embed, FID / KID / PRDC
-        if seen.recorded_like("generators", {
-                "generator": g, **generators.cell_key(g, P.gen_steps[g], P.gen_seed), **cells.data_fields(P),
-                "quality_samples": q, "extractor": {"steps": P.extractor_steps, "model": P.model,
-                                                    "augment": P.augment, "batch_size": P.batch_size}}):
+        # the notebook's key holds the extractor's full key (with a data hash): match the fields known here
+        if seen.recorded_like("generators", cells.quality_key(P, g, {
+                "steps": P.extractor_steps, "model": P.model, "augment": P.augment, "batch_size": P.batch_size})):
             plan.reused["finished cells"] += 1
             continue
         c.fit(g, "all", 0, P.gen_steps[g])
@@ -304,11 +307,7 @@ def plan_generators(P, seen: Seen) -> NotebookPlan:
 
 def plan_scaling(P, seen: Seen) -> NotebookPlan:
     from . import cells
-    plan = NotebookPlan("scaling")
-    c = _Counter(plan, seen, P)
-    for key in cells.scaling_keys(P):
-        c.classifier(key)
-    return plan
+    return plan_classifiers("scaling", cells.scaling_keys(P), P, seen)
 
 
 def multiview_keys(P, sigma_star: float | None = None) -> list[dict]:
