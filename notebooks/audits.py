@@ -61,7 +61,7 @@ seeds: list = [0, 1, 2]           # each seed: its own subsets, samples and clas
 val_size: int = 5000              # images carved from train: never seen by a generator; quality reference, judge check
 model: str = "cnn"                # classifier of every bias arm and of both feature spaces
 epochs: float = 20                # bias classifiers: passes over the subset's images ...
-min_steps: int = 400              # ... clipped to [min_steps, max_steps] steps, the same for every arm at that N
+min_steps: int = 300              # ... clipped to [min_steps, max_steps] steps, the same for every arm at that N
 max_steps: int = 2500
 batch_size: int = 128             # images per step
 lr: float = 0.1                   # peak one-cycle learning rate (SGD, Nesterov)
@@ -78,7 +78,7 @@ audit_generators: list = ["pca_gaussian", "flow"]   # families trained on each N
 audit_gen_steps: dict = {"pca_gaussian": 1, "flow": 2400}   # their steps at N up to 1,000 (flow, 100 images, seed 0:
                                   # pixel copy excess +50 pts at 1,200 steps, +76 at 2,400)
 audit_sizes: list = [100, 1000]   # N training images per generator; each needs N held-out pool images
-audit_zoo: list = ["pca_gaussian", "cvae", "cgan", "flow"]   # whole-pool models (cached): sampling and distances
+audit_zoo: list = ["pca_gaussian", "flow"]   # whole-pool models (cached): sampling and distances
 audit_samples: int = 2000         # samples per privacy cell, at least (3 per training image in the N sweep)
 copy_quantile: float = 0.05       # τ: this quantile of real-to-real leave-one-out NN distances
 copy_margin: float = 0.02         # a copy excess within ±2 pts of samples is "no excess" (TOST)

@@ -43,11 +43,11 @@ data_root: str = ""               # dataset imagefolder only: a folder per class
 image_size: int = 64              # dataset imagefolder only: images resized to this many pixels a side
 device: str = "auto"              # auto -> cuda if present, else cpu; or cpu | cuda | cuda:<i> | mps
 seeds: list = [0, 1, 2]           # one training run per seed and size; at least 3 for a 95% CI
-train_sizes: list = [100, 300, 1000, 3000, 10000, "all"]   # N real images (stratified); "all" is the whole pool
+train_sizes: list = [100, 1000, "all"]   # N real images (stratified); "all" is the whole pool (paper: six N)
 val_size: int = 5000              # images carved from train for selection and the budget check; never trained on
 model: str = "cnn"                # classifier from synthstudy.models (cnn, cnn_wide, timm:<arch>)
 epochs: float = 20.0              # passes over the N images per cell ... (budget rule: train.steps_for_size)
-min_steps: int = 400              # ... but at least this many steps (small N saturates by ~250-500 steps) ...
+min_steps: int = 300              # ... but at least this many steps (small N saturates by ~250-500 steps) ...
 max_steps: int = 2500             # ... and at most this many (the whole pool: 92.7% validation at 2,000 steps)
 budget_check_sizes: list = [1000, "all"]   # N rerun at twice the budget, scored on validation (a subset of
                                   # train_sizes; the whole pool costs 2x its 2,500 steps per seed)

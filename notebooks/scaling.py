@@ -57,10 +57,10 @@ allow_cpu_pretrained: bool = False   # consent to run a GPU-sized pretrained gen
 device: str = "auto"              # auto -> cuda if present, else cpu; or cpu | cuda | cuda:<i> | mps
 seeds: list = [0, 1, 2]           # each picks the real subset, the generator it trains, init, batch order; 3+ for a CI
 val_size: int = 5000              # images held out of the pool (validation); no arm trains on them
-train_sizes: list = [100, 300, 1000, 3000, 10000, "all"]   # the real curve the multiplier is read off (the
+train_sizes: list = [100, 1000, "all"]   # the real curve the multiplier is read off (the
                                   # baseline's sizes: its cells are reused, not retrained)
 budget_check_sizes: list = [1000, "all"]   # the baseline's budget check, reused and printed here
-scaling_sizes: list = [1000, 3000]   # N of the synthetic arms: small N, where a generator could add most
+scaling_sizes: list = [1000]   # N of the synthetic arms: small N, where a generator could add most
 scaling_generators: list = ["pca_gaussian", "flow"]   # a baseline family and the best learned one (CAS), each
                                   # refit on every N-image subset and seed (flow: about a minute per fit)
 gen_steps: dict = {"pca_gaussian": 1, "cvae": 800, "cgan": 1200, "flow": 2400}   # training steps per family;
@@ -72,7 +72,7 @@ mix_fractions: list = [0.5]       # real + synthetic arm: synthetic share of the
 stream: bool = True               # online arm: fresh samples every step (also the synthetic part of the mix)
 model: str = "cnn"                # classifier from synthstudy.models, the same for every arm
 epochs: float = 20.0              # the baseline's budget rule: epochs x N / batch steps ...
-min_steps: int = 400              # ... at least this many ...
+min_steps: int = 300              # ... at least this many ...
 max_steps: int = 2500             # ... at most this many
 equivalence_margin: float = 0.01  # accuracy difference (fraction) still called equivalent to real (TOST)
 batch_size: int = 128             # images per step

@@ -277,10 +277,12 @@ def method_seeds(P) -> list[int]:
 
 
 def reference_keys(P) -> list[dict]:
-    """The untrained floor, real SimCLR and SupCon on every method seed; real SimCLR at 2x steps (budget check)."""
+    """The untrained floor, real SimCLR and SupCon on every method seed; real SimCLR at 2x steps (budget check,
+    when `mv_budget_arms` names it)."""
     return ([cell_key(P, "none", "none", "none", s) for s in method_seeds(P)]
             + [cell_key(P, "real", m, "pixel", s) for m in ("simclr", "supcon") for s in method_seeds(P)]
-            + [cell_key(P, "real", "simclr", "pixel", s, steps=2 * P.mv_steps) for s in P.seeds])
+            + [cell_key(P, "real", "simclr", "pixel", s, steps=2 * P.mv_steps) for s in P.seeds
+               if "real" in P.mv_budget_arms])
 
 
 def sweep_keys(P) -> list[dict]:
@@ -289,10 +291,11 @@ def sweep_keys(P) -> list[dict]:
 
 
 def synthetic_keys(P, sigma_star: float) -> list[dict]:
-    """At σ*: the headline at 2x steps (budget check) and on every method seed, the control generator's
-    conditional and label-free arms; deduplicated (when the control generator is the headline's, its conditional
-    arm is the headline itself)."""
-    keys = ([cell_key(P, "synthetic", sigma=sigma_star, seed=s, steps=2 * P.mv_steps) for s in P.seeds]
+    """At σ*: the headline at 2x steps (budget check, when `mv_budget_arms` names it) and on every method seed,
+    the control generator's conditional and label-free arms; deduplicated (when the control generator is the
+    headline's, its conditional arm is the headline itself)."""
+    keys = ([cell_key(P, "synthetic", sigma=sigma_star, seed=s, steps=2 * P.mv_steps) for s in P.seeds
+             if "synthetic" in P.mv_budget_arms]
             + [cell_key(P, "synthetic", sigma=sigma_star, seed=s) for s in method_seeds(P)]
             + [cell_key(P, "synthetic", sigma=sigma_star, seed=s, generator=P.control_generator, label_free=lf)
                for lf in (False, True) for s in method_seeds(P)])

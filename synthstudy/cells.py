@@ -119,11 +119,14 @@ def baseline_keys(params) -> list[dict]:
 
 
 def cas_keys(params) -> list[dict]:
-    """The generators notebook's CAS grid at N = the whole pool: the real arm, a stream per CAS family, then the
-    budget check (last, so that a baseline still running its check has finished it by then and it is reused)."""
+    """The generators notebook's CAS grid at N = the whole pool: the real arm, per CAS family a synthetic arm
+    (`cas_arm`: a pool as large as the real one, or a stream), then the budget check (last, so that a baseline
+    still running its check has finished it by then and it is reused)."""
     n_all = params.resolve(["all"])[0]
+    pool = {"m": n_all} if params.cas_arm == "pool" else {}
     keys = [classifier_key(params, "real", n_all, s) for s in params.seeds]
-    keys += [classifier_key(params, "stream", n_all, s, g) for g in params.cas_names() for s in params.seeds]
+    keys += [classifier_key(params, params.cas_arm, n_all, s, g, **pool) for g in params.cas_names()
+             for s in params.seeds]
     return keys + [classifier_key(params, "real", n_all, s, budget_factor=2) for s in params.seeds]
 
 

@@ -264,6 +264,11 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
 
     generator_names: GeneratorNames = Field(min_length=1)
     cas_generators: GeneratorNames | None = None   # the families CAS trains a classifier for (None: all of them)
+    # what a CAS classifier trains on: "pool", a fixed synthetic set as large as the real pool, drawn once per seed
+    # (Ravuri & Vinyals' CAS: generated data standing in for the real dataset), or "stream", fresh samples every
+    # step. Measured (2-core Xeon, quick flow): a stream at N=all is 320,000 samples, ~2.4 min per cell; the pool
+    # 55,000, ~25 s
+    cas_arm: Literal["pool", "stream"] = "pool"
     quality_samples: int = Field(ge=20)   # PRDC's 5 nearest neighbours and KID's subsets need a real sample
     extractor_steps: int = Field(gt=0)
 
@@ -381,6 +386,8 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
     mv_eval_size: Size                     # validation and test images scored
     mv_knn_k: int = Field(gt=0)
     mv_extra_seeds: Annotated[list[int], _DISTINCT_SEEDS] = []   # added for the method table's verdicts only
+    # the arms run at 2x mv_steps on `seeds` (the budget check): real SimCLR, and the generated-view headline at σ*
+    mv_budget_arms: Annotated[list[Literal["real", "synthetic"]], Field(min_length=1)] = ["real", "synthetic"]
 
     @model_validator(mode="after")
     def _fits(self):
