@@ -134,3 +134,46 @@ def test_every_profile_validates_for_scaling(profile):
     p = config.validate(config.ScalingParams, {**{k: v for k, v in values.items()
                                               if k in config.ScalingParams.model_fields}, "profile": profile})
     assert p.profile == profile and {k: getattr(p, k) for k in given} == given
+
+
+# ---------------------------------------------------------------- generators' CAS arm, multiview budget arms
+def profile_params(profile: str, schema, **overrides):
+    values = {k: v for k, v in config.load_profile(profile).items() if k in schema.model_fields}
+    return config.validate(schema, {**values, "profile": profile, **overrides})
+
+
+def test_cas_trains_on_a_pool_as_large_as_the_real_one_or_on_a_stream():
+    from synthstudy import cells
+    pool = profile_params("smoke", config.GeneratorsParams, cas_arm="pool")
+    n_all = pool.resolve(["all"])[0]
+    synthetic = [k for k in cells.cas_keys(pool) if k["arm"] != "real"]
+    assert synthetic and {(k["arm"], k["m"], k["n"]) for k in synthetic} == {("pool", n_all, n_all)}
+    stream = profile_params("smoke", config.GeneratorsParams, cas_arm="stream")
+    synthetic = [k for k in cells.cas_keys(stream) if k["arm"] != "real"]
+    assert {k["arm"] for k in synthetic} == {"stream"} and all("m" not in k for k in synthetic)
+    # both grids share the real arm and its budget check: the baseline's cells, reused
+    real = [k for k in cells.cas_keys(pool) if k["arm"] == "real"]
+    assert real == [k for k in cells.cas_keys(stream) if k["arm"] == "real"]
+
+
+def test_multiview_budget_check_runs_only_for_the_named_arms():
+    from synthstudy import analysis_multiview as A
+    both = profile_params("smoke", config.MultiviewParams, mv_budget_arms=["real", "synthetic"])
+    real = profile_params("smoke", config.MultiviewParams, mv_budget_arms=["real"])
+
+    def doubled(P):
+        keys = A.reference_keys(P) + A.synthetic_keys(P, P.sigmas[0])
+        return sorted((k["source"], k["seed"]) for k in keys if k.get("steps") == 2 * P.mv_steps)
+    assert doubled(both) == sorted([("real", s) for s in both.seeds] + [("synthetic", s) for s in both.seeds])
+    assert doubled(real) == sorted(("real", s) for s in real.seeds)
+
+
+@pytest.mark.parametrize("schema,field,value,expected", [
+    (config.GeneratorsParams, "cas_arm", "mix", "'pool' or 'stream'"),
+    (config.MultiviewParams, "mv_budget_arms", ["supcon"], "'real' or 'synthetic'"),
+    (config.MultiviewParams, "mv_budget_arms", [], "at least 1"),
+])
+def test_cas_arm_and_budget_arms_bad_values_name_the_parameter_and_what_is_allowed(schema, field, value, expected):
+    with pytest.raises(config.ParameterError) as err:
+        profile_params("smoke", schema, **{field: value})
+    assert field in str(err.value) and expected in str(err.value)
