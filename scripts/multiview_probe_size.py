@@ -24,7 +24,7 @@ for seed in (0, 1, 2):
                                       device="cpu")
             enc = C.fit(enc, views, cfg).encoder
         for size in (5000, 10000, 20000):
-            ps = C._stratified(pool, size)
+            ps = C.multiview_inputs("fashion_mnist", 5000, size, "all").probe_set
             for it in (100, 300):
                 t = time.perf_counter()
                 s, _ = C.evaluate(enc, ps, {"val": val}, probe_iters=it)

@@ -4,7 +4,8 @@ Every notebook that trains a classifier (baseline, scaling, the generators noteb
 `classifier_key` and runs them with `classifier`, so
 
 - the same cell has the same key everywhere: the scaling notebook reuses the baseline's real-arm records, and the
-  generators notebook's CAS stream at N = "all" is the scaling notebook's stream arm there;
+  generators notebook's CAS arm at N = "all" (a pool of the pool's size, or a stream) is the scaling notebook's
+  arm of that kind there;
 - a grid runs the same inline, under `EXECUTOR=local` and on Slurm: submitit pickles `classifier` (or a
   `functools.partial` of it) by reference, and the job rebuilds everything else — data, subset, generator — from
   the key alone (`runs.check_shippable` refuses anything else before submitting).
