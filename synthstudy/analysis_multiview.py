@@ -228,8 +228,9 @@ def method_table(methods: pd.DataFrame, family_table: pd.DataFrame, order, real_
 
 def findings(family_table: pd.DataFrame, *, sigma_star: float, interior: dict, budget: pd.DataFrame,
              headline: str, control: str, real_arm: str, real_test_mean: float,
-             supcon_arm: str | None = None) -> list[str]:
-    """The notebook's conclusions as markdown bullet lines, every claim a verdict of the Holm family."""
+             supcon_arm: str | None = None, unchecked: tuple[str, ...] = ()) -> list[str]:
+    """The notebook's conclusions as markdown bullet lines, every claim a verdict of the Holm family. `unchecked`:
+    arms this profile runs without a budget check (`mv_budget_arms`), each named with that gap."""
     floor = family_table[family_table["question"] == "vs floor"]
     above = floor[floor["verdict"] == "higher"]["arm"].tolist()
     not_above = [f"{r['arm']} ({r['verdict']})" for _, r in floor.iterrows() if r["verdict"] != "higher"]
@@ -238,6 +239,9 @@ def findings(family_table: pd.DataFrame, *, sigma_star: float, interior: dict, b
     lines.append(f"- **Real SimCLR** reaches {real_test_mean:.2%} linear-probe accuracy on test.")
     for _, b in budget.iterrows():
         lines.append(f"- **Budget ({b['arm']}, {b['steps']} steps):** {b['text']}.")
+    for arm in unchecked:
+        lines.append(f"- **Budget ({arm}):** not checked in this profile (`mv_budget_arms`): whether its numbers "
+                     f"are at plateau is unknown; twice the steps may raise them.")
     lines.append(f"- **σ sweep:** σ* = {sigma_star:g} (best mean on validation); interior optimum "
                  f"{interior['text']}.")
     pairs = [(headline, f"vs {real_arm}", "generated views vs real SimCLR"),

@@ -81,6 +81,11 @@ def test_floor_pool_and_control_comparisons_share_one_holm_family():
                        real_test_mean=0.835)
     text = "\n".join(lines)
     assert "3 of 3 trained arms beat the untrained encoder" in text and "labels leak" in text
+    assert "not checked" not in text
+    unchecked = A.findings(family, sigma_star=0.5, interior={"text": "supported: …"}, budget=pd.DataFrame(),
+                           headline="gen", control="gen · label-free", real_arm="real · SimCLR · pixel",
+                           real_test_mean=0.835, unchecked=("gen",))
+    assert "- **Budget (gen):** not checked in this profile" in "\n".join(unchecked)
 
 
 def test_budget_check_pairs_the_budget_with_twice_it_on_validation():
