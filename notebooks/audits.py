@@ -293,7 +293,7 @@ lines = ["**Feature spaces.** Domain classifier: validation accuracy "
          f"contrastive encoder: k-NN {knn:.1%}. " + " ".join(quality_rows[:2]),
          "\n**Copying.**", *analysis.privacy_findings(family, ceilings, len(pool)),
          "\n**Bias** (amplification: synthetic balanced vs real balanced).", *analysis.bias_findings(family, groups)]
-display(Markdown("\n".join(lines)))
+display(Markdown("\n".join(run.write_findings(lines))))
 display(analysis.positive_control(family))
 summary = run.write_table([*analysis.privacy_summary(family, ceilings, len(pool)).to_dict("records"),
                            *analysis.bias_summary(family, groups).to_dict("records")],

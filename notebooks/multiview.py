@@ -293,10 +293,10 @@ print(f"{len(table)} cells: {table['seconds'].sum():.0f} s in cells ({table['tra
 # ## Conclusions from this run (generated from the verdicts above)
 
 # %%
-display(Markdown("\n".join(A.findings(
+display(Markdown("\n".join(run.write_findings(A.findings(
     family, sigma_star=sigma_star, interior=interior, budget=budget, headline=HEADLINE, control=CONTROL,
     real_arm=REAL, real_test_mean=bands["real SimCLR"]["test"][0], supcon_arm=SUPCON,
-    unchecked=tuple(arm for arm, name in ((REAL, "real"), (HEADLINE, "synthetic")) if name not in P.mv_budget_arms)))))
+    unchecked=tuple(arm for arm, name in ((REAL, "real"), (HEADLINE, "synthetic")) if name not in P.mv_budget_arms))))))
 
 # %% [markdown]
 # ## Reading the results
@@ -311,4 +311,5 @@ display(Markdown("\n".join(A.findings(
 #   blurrier than its class-conditional ones: a drop there bounds the label's share from above.
 # - **SupCon** uses labels explicitly, so it is a supervised reference, not a self-supervised method.
 # - `quick` trains each encoder for seconds: numbers are far from converged; the budget check says how far.
-#   `paper` uses the flow, more steps, larger batches and 5 seeds.
+#   `paper` trains 800 steps on 5 seeds over a 7-point σ grid with PCA-Gaussian views; the flow's views (best CAS)
+#   cost ~15 min of decoding per encoder on 2 cores, so they need a GPU (`-p generator flow`).

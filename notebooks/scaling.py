@@ -166,4 +166,5 @@ plots.save(fig, "scaling_paired_differences", run.dir)
 # ## Conclusions (generated from the verdicts above)
 
 # %%
-display(Markdown("\n".join(analysis_scaling.findings(summary, compared, checks, P.equivalence_margin))))
+display(Markdown("\n".join(run.write_findings(
+    analysis_scaling.findings(summary, compared, checks, P.equivalence_margin)))))

@@ -152,38 +152,66 @@ def bench_section() -> str | None:
     return "\n".join(lines).strip() or None
 
 
-def timing_section(profile: str) -> str | None:
-    """How long each notebook's latest execution took, from results/<profile>/reproduce.jsonl (written by
-    `make reproduce`), with how many of its cells that execution computed (the rest were reused): only an
-    execution that computed all its cells is a first-run time. A later execution that computed no cell (a rerun
-    of the analysis) does not replace an earlier one that did."""
+def timing_pieces(profile: str) -> dict[str, list[dict]]:
+    """Per notebook, the executions (lines of results/<profile>/reproduce.jsonl, written by `make reproduce`) that
+    make up its latest run: a fresh run (no cell there before it) or a complete one (it computed every cell) starts a
+    new run; an execution that
+    computed some cells (a resumed piece, after an interruption or on another machine) adds to it; one that computed
+    none (a rerun of the analysis) counts only where nothing else is logged."""
     path = runs.results_root() / profile / "reproduce.jsonl"
+    pieces: dict[str, list[dict]] = {}
     if not path.is_file():
-        return None
-    latest = {}
+        return pieces
     for line in path.read_text().splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            # the log is in time order: the last line wins, unless it only reused cells (it measured the analysis,
-            # not the notebook's cost) and an earlier execution that computed cells is logged
-            if entry.get("cells_computed", 1) > 0 or entry["notebook"] not in latest:
-                latest[entry["notebook"]] = entry
-    order = [nb for nb in (*runs.STUDY_NOTEBOOKS, "report") if nb in latest]
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        done, total = entry.get("cells_computed", 1), entry.get("cells_total")
+        runs_of = pieces.setdefault(entry["notebook"], [])
+        if entry.get("cells_before") == 0 or (done == total and not entry.get("interrupted")):
+            runs_of[:] = [entry]                     # a fresh run: nothing was there before it
+        elif done > 0:
+            runs_of[:] = [e for e in runs_of if e.get("cells_computed", 1) > 0] + [entry]
+        elif not runs_of:
+            runs_of.append(entry)
+    return pieces
+
+
+def machine_of(entry: dict) -> str:
+    """The machine of one timing line: the GPU where one did the work, else the CPU and its threads."""
+    return entry.get("gpu") or f"{entry['cpu_model']} ({entry['threads']} threads)"
+
+
+def timing_section(profile: str) -> str | None:
+    """How long each notebook's latest run took, from results/<profile>/reproduce.jsonl: the sum of its pieces
+    (`timing_pieces`), how many cells they computed (the rest were reused) and on which machines. Only a run that
+    computed all its cells in pieces on one machine is a first-run time for that machine."""
+    pieces = timing_pieces(profile)
+    order = [nb for nb in (*runs.STUDY_NOTEBOOKS, "report") if pieces.get(nb)]
     if not order:
         return None
     import pandas as pd
 
-    def cells(entry):
-        return (f"{entry['cells_computed']:,} of {entry['cells_total']:,}" if "cells_total" in entry else "not logged")
-    rows = [{"notebook": nb, "minutes": round(latest[nb]["seconds"] / 60, 1), "cells computed": cells(latest[nb]),
-             "CPU": latest[nb]["cpu_model"], "threads": latest[nb]["threads"], "git": latest[nb]["git"],
-             "finished": latest[nb]["finished"][:16].replace("T", " ")} for nb in order]
-    total = sum(latest[nb]["seconds"] for nb in order) / 60
+    def cells(parts):
+        last = parts[-1]
+        if "cells_total" not in last:
+            return "not logged"
+        return f"{sum(p.get('cells_computed', 0) for p in parts):,} of {last['cells_total']:,}"
+    rows = []
+    for nb in order:
+        parts = pieces[nb]
+        machines = list(dict.fromkeys(machine_of(p) for p in parts))
+        rows.append({"notebook": nb, "minutes": round(sum(p["seconds"] for p in parts) / 60, 1),
+                     "pieces": len(parts), "cells computed": cells(parts), "machine": " + ".join(machines),
+                     "git": " ".join(dict.fromkeys(p["git"] for p in parts)),
+                     "finished": parts[-1]["finished"][:16].replace("T", " ")})
+    total = sum(r["minutes"] for r in rows)
     return "\n".join([f"### Wall time of `make reproduce PROFILE={profile}`", "",
-                      (f"Each notebook's latest execution, from `results/{profile}/reproduce.jsonl`; "
-                       f"together **{total:.0f} min**. A notebook that reused cells from an earlier execution "
-                       "(\"cells computed\" below its total) took less than a first run would; generators trained "
-                       "into `results/cache/` by an earlier notebook are reused without being counted here."), "",
+                      (f"Each notebook's latest run, from `results/{profile}/reproduce.jsonl`; together "
+                       f"**{total:.0f} min**. A run stopped and resumed is the sum of its pieces (\"pieces\"), "
+                       "each on the machine named; a notebook that reused cells from an earlier run (\"cells "
+                       "computed\" below its total) took less than a first run would; generators trained into "
+                       "`results/cache/` by an earlier notebook are reused without being counted here."), "",
                       markdown_table(pd.DataFrame(rows))])
 
 

@@ -68,12 +68,28 @@ def cell_counts(profile: str, name: str, since: float) -> tuple[int, int]:
     return sum(r.stat().st_mtime >= since for r in records), len(records)
 
 
+def accelerator(device: str) -> str | None:
+    """The GPU's name when the notebooks' `device` parameter resolves to CUDA here, else None (CPU runs): a timing
+    line names the chip that did the work, not only the host CPU."""
+    import torch
+
+    from .train import resolve_device
+    try:
+        resolved = resolve_device(device)
+    except ValueError:                   # the notebook refuses such a device itself, before any compute
+        return None
+    return torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else None
+
+
 def log_timing(profile: str, name: str, seconds: float, computed: int | None = None,
-               total: int | None = None) -> None:
+               total: int | None = None, gpu: str | None = None, interrupted: str | None = None,
+               before: int | None = None) -> None:
     """Append one line per executed notebook to results/<profile>/reproduce.jsonl: how long it took, how many of
     its cells it computed (the rest were reused), on which CPU, at which commit. The README's timing table is
     generated from this log (`report.timing_section`): a first run with an empty cache computes every cell and
-    trains every generator; a rerun skips finished cells, so both kinds of line are kept, in order."""
+    trains every generator; a rerun skips finished cells, so both kinds of line are kept, in order. An execution
+    stopped before its end (a kill, a time limit, a failing cell) is logged too, with `interrupted` naming why: its
+    finished cells are kept and the next execution resumes from them, so a run's cost is the sum of its pieces."""
     import json
 
     from .runs import cpu_model, git_state
@@ -83,6 +99,12 @@ def log_timing(profile: str, name: str, seconds: float, computed: int | None = N
             "threads": cpu_threads(), "git": git_state().get("sha", "")[:8]}
     if computed is not None:
         line.update(cells_computed=computed, cells_total=total)
+    if before is not None:
+        line["cells_before"] = before     # 0: a fresh run (report.timing_pieces starts a new run there)
+    if gpu:
+        line["gpu"] = gpu
+    if interrupted:
+        line["interrupted"] = interrupted
     path = results_root() / profile / "reproduce.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as log:          # appends of one short line: no partial record survives a crash
@@ -105,18 +127,29 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
     values = {**config.load_profile(profile), **(overrides or {}), "profile": profile}
     params = {k: v for k, v in values.items() if k in declared}
     output = out_dir / f"{name}.ipynb"
+    gpu = accelerator(str(values.get("device", "auto")))
+    before = cell_counts(profile, name, time.time())[1]
     start, started_at = time.perf_counter(), time.time()
-    # log_output streams what the notebook prints (one summary line per finished grid cell) to this terminal
-    papermill.execute_notebook(str(input_path), str(output), parameters=params, kernel_name=kernel,
-                               cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=progress)
+    try:
+        # log_output streams what the notebook prints (one summary line per finished grid cell) to this terminal
+        papermill.execute_notebook(str(input_path), str(output), parameters=params, kernel_name=kernel,
+                                   cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=progress)
+    except BaseException as stop:        # Ctrl-C, SIGTERM (see main), a failing cell: log the piece, then stop
+        log_timing(profile, name, time.perf_counter() - start, *cell_counts(profile, name, started_at), gpu=gpu,
+                   interrupted=type(stop).__name__, before=before)
+        raise
     input_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    log_timing(profile, name, seconds, *cell_counts(profile, name, started_at))
+    log_timing(profile, name, seconds, *cell_counts(profile, name, started_at), gpu=gpu, before=before)
     print(f"[reproduce] {name} on {profile}: {seconds:.0f} s -> {output}", flush=True)
     if name == "report":
         from .report import export_html
         print(f"[reproduce] HTML report -> {export_html(output, out_dir / 'report.html')}", flush=True)
     return output
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def main(argv=None) -> int:
@@ -164,6 +197,9 @@ def main(argv=None) -> int:
     if args.estimate:
         return 0
     import logging
+    import signal
+    # `timeout`, Slurm and `kill` send SIGTERM: raise instead of dying silently, so the piece is logged (execute)
+    signal.signal(signal.SIGTERM, _terminated)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)
     for name in [n for n in NOTEBOOKS if n in names]:

@@ -337,7 +337,14 @@ class Run:
             frame.to_csv(tmp, index=False)
         return frame
 
+    def write_findings(self, lines: list[str]) -> list[str]:
+        """Write the notebook's generated conclusions (markdown lines) to `findings.md` in the run folder, where the
+        report's headline (synthstudy.headline) quotes them; returns the lines for display."""
+        write_text(self.dir / FINDINGS_FILE, "\n".join(lines) + "\n")
+        return lines
 
+
+FINDINGS_FILE = "findings.md"
 EXECUTORS = ("inline", "local", "slurm")
 # The study's notebooks in execution order: later ones read what earlier ones cached (the baseline first). Here,
 # not in reproduce, so that report and reproduce both read it without importing each other.

@@ -69,6 +69,10 @@ def test_report_without_records_says_what_to_run(isolated_results):
     import papermill
     with pytest.raises(papermill.PapermillExecutionError, match="make reproduce PROFILE=smoke"):
         reproduce.execute("report", "smoke", progress=False)
+    # the stopped execution is logged, with why, so a run resumed later is timed as the sum of its pieces
+    (line,) = [json.loads(t) for t in (isolated_results / "smoke" / "reproduce.jsonl").read_text().splitlines()]
+    assert line["notebook"] == "report" and line["interrupted"] == "PapermillExecutionError"
+    assert line["cells_before"] == 0 and line["seconds"] > 0 and "gpu" not in line      # a CPU here
 
 
 @pytest.mark.notebook

@@ -77,13 +77,22 @@ def test_timing_section_shows_each_notebooks_latest_execution_and_what_it_comput
     cell.write_text("{}")
     assert reproduce.cell_counts("quick", "baseline", since=0.0) == (1, 1)
     assert reproduce.cell_counts("quick", "baseline", since=cell.stat().st_mtime + 1) == (0, 1)
-    reproduce.log_timing("quick", "baseline", 600.0, 24, 24)            # a first run ...
-    reproduce.log_timing("quick", "baseline", 300.0, 12, 24)            # ... a resumed run: the last line wins
-    reproduce.log_timing("quick", "baseline", 30.0, 0, 24)              # ... a rerun of the analysis: not its cost
+    reproduce.log_timing("quick", "baseline", 600.0, 24, 24, before=0)  # a first run ...
+    reproduce.log_timing("quick", "baseline", 300.0, 12, 36, before=24) # ... new cells added later: its cost adds
+    reproduce.log_timing("quick", "baseline", 30.0, 0, 36)              # ... a rerun of the analysis: not its cost
     reproduce.log_timing("quick", "generators", 1200.0)                 # an old line without cell counts
     reproduce.log_timing("quick", "scaling", 900.0, 10, 10)
     reproduce.log_timing("quick", "scaling", 60.0, 0, 10)               # reran the analysis only: not its cost
+    # a fresh run killed at a time limit on a GPU, resumed on the CPU: one run in two pieces
+    reproduce.log_timing("quick", "audits", 120.0, 4, 4, before=0, gpu="NVIDIA H200", interrupted="SystemExit")
+    reproduce.log_timing("quick", "audits", 60.0, 2, 6, before=4)
+    # an old complete run, then a fresh one (its folder emptied) in two pieces: only the fresh one counts
+    reproduce.log_timing("quick", "multiview", 600.0, 5, 5, before=0)
+    reproduce.log_timing("quick", "multiview", 60.0, 2, 2, before=0, interrupted="KeyboardInterrupt")
+    reproduce.log_timing("quick", "multiview", 120.0, 3, 5, before=2)
     text = report.timing_section("quick")
-    assert "together **40 min**" in text                                # 300 s + 1,200 s + 900 s
-    assert "| baseline | 5 | 12 of 24 |" in text and "| generators | 20 | not logged |" in text
-    assert "| scaling | 15 | 10 of 10 |" in text
+    assert "together **56 min**" in text                                # 15 + 20 + 15 + 3 + 3
+    assert "| baseline | 15 | 2 | 36 of 36 |" in text and "| generators | 20 | 1 | not logged |" in text
+    assert "| scaling | 15 | 1 | 10 of 10 |" in text and "| multiview | 3 | 2 | 5 of 5 |" in text
+    audits = next(line for line in text.splitlines() if line.startswith("| audits"))
+    assert "| audits | 3 | 2 | 6 of 6 | NVIDIA H200 + " in audits and "(2 threads)" not in audits.split("+")[0]
