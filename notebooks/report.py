@@ -28,12 +28,12 @@
 # %% tags=["parameters"]
 profile: str = "quick"            # which results/<profile>/ records to report on (a configs/ name)
 publish_figures: bool = True      # copy every run's figures into the repo's figures/ (the README shows them)
-update_readme: bool = True        # rewrite README.md's results section from the records
+update_readme: bool = True        # rewrite README.md's headline (paper run) and results section from the records
 
 # %%
 from IPython.display import Image, Markdown, display
 
-from synthstudy import config, plots, report
+from synthstudy import config, headline, plots, report
 
 P = config.from_namespace(config.ReportParams, globals())
 found = report.study_runs(P.profile)
@@ -57,6 +57,25 @@ for notebook, run_dir in found.items():
         display(Markdown(f"**{png.stem}**"), Image(filename=str(png)))
 
 # %% [markdown]
+# ## The headline, and the other profile
+# The README's headline comes from the committed `paper` run (`synthstudy/headline.py`): each finding read from a
+# notebook's summary table or generated findings and set against a published anchor. Below it, the sections of the
+# other profile (`paper` beside `quick`, or `quick` beside `paper`) where its records exist, so one page shows both.
+
+# %%
+if headline.started():
+    display(Markdown("\n".join(line for line in headline.section().splitlines() if not line.startswith("!["))))
+for other in [name for name in ("paper", "quick") if name != P.profile and report.study_runs(name)]:
+    display(Markdown(f"## The `{other}` profile"))
+    for notebook, run_dir in report.study_runs(other).items():
+        section = (report.baseline_section(other) if notebook == "baseline"
+                   else report.notebook_section(other, notebook)) or f"### {notebook}"
+        display(Markdown("\n".join(line for line in section.splitlines() if not line.startswith("!["))))
+        for stem in report.HEADLINE_FIGURES.get(notebook, ["baseline_accuracy_vs_n"]):
+            if (run_dir / "figures" / f"{stem}.png").is_file():
+                display(Markdown(f"**{stem}** ({other})"), Image(filename=str(run_dir / "figures" / f"{stem}.png")))
+
+# %% [markdown]
 # ## Publishing: figures/ and the README
 # Only this notebook writes to the repo: figures/ gets exactly the figures the records hold, and the README's
 # results section (between its markers) is regenerated from the same records.
@@ -66,5 +85,5 @@ if P.publish_figures:
     copied = [path for run_dir in found.values() for path in plots.publish(run_dir)]
     print(f"{len(copied)} figure files copied into {plots.FIGURES_DIR}")
 if P.update_readme:
-    report.update_readme(P.profile)
-    print(f"{report.README} results section regenerated from results/{P.profile}")
+    done = report.update_readme(P.profile)
+    print(f"{report.README}: regenerated {', '.join(done) or 'nothing'} from the records")

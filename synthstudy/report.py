@@ -1,6 +1,6 @@
 """The study's report, built from run records only: the README's results section and an HTML report.
 
-    python -m synthstudy.report --profile quick      # README section only (the `report` notebook also does this)
+    python -m synthstudy.report --profile quick      # README blocks only (the `report` notebook also does this)
 
 `make reproduce` ends with the `report` notebook (notebooks/report.py), which calls this module: it copies every
 run's figures into figures/ (`plots.publish`), shows each notebook's summary table and figures, rewrites the part
@@ -42,7 +42,17 @@ def check_run_matches(profile: str, run_dir: Path) -> dict:
     return params
 
 
-def baseline_section(profile: str) -> str:
+def figure_link(profile: str, notebook: str, stem: str, run_figures: bool) -> str | None:
+    """The README's link to one figure: the published copy in figures/ (the profile the report published), or with
+    `run_figures` the run folder's own (the committed paper run); None where that file is absent."""
+    path = (runs.results_root() / profile / notebook / "figures" if run_figures else runs.PROJECT_ROOT / "figures")
+    if not (path / f"{stem}.png").is_file():
+        return None
+    shown = (f"results/{profile}/{notebook}/figures" if run_figures else "figures")
+    return f"![{stem}]({shown}/{stem}.png)"
+
+
+def baseline_section(profile: str, run_figures: bool = False) -> str:
     run_dir = runs.results_root() / profile / "baseline"
     params = check_run_matches(profile, run_dir)
     env = json.loads((run_dir / "environment.json").read_text())
@@ -58,7 +68,8 @@ def baseline_section(profile: str) -> str:
     if checks.is_file():
         lines += ["", "Budget check (the same cells at twice the budget, scored on validation):", ""]
         lines += [f"- {v}" for v in pd.read_csv(checks)["verdict"]]
-    lines += ["", "![accuracy vs N](figures/baseline_accuracy_vs_n.png)"]
+    link = figure_link(profile, "baseline", "baseline_accuracy_vs_n", run_figures)
+    lines += ["", link] if link else []
     return "\n".join(lines)
 
 
@@ -93,8 +104,9 @@ HEADLINE_FIGURES = {
 }
 
 
-def notebook_section(profile: str, notebook: str) -> str | None:
-    """The notebook's summary.csv and its published headline figures, if that run exists."""
+def notebook_section(profile: str, notebook: str, run_figures: bool = False) -> str | None:
+    """The notebook's summary.csv and its headline figures (published, or the run folder's: `figure_link`), if that
+    run exists."""
     run_dir = runs.results_root() / profile / notebook
     summary = run_dir / "summary.csv"
     if not summary.is_file():
@@ -106,11 +118,11 @@ def notebook_section(profile: str, notebook: str) -> str | None:
              f"Made by `make reproduce PROFILE={profile}` (notebook `{notebook}`; parameters in "
              f"`results/{profile}/{notebook}/params.json`). Machine: {machine_line(env)}.", "",
              markdown_table(pd.read_csv(summary))]
-    published = runs.PROJECT_ROOT / "figures"
     shown = HEADLINE_FIGURES.get(notebook) or sorted(p.stem for p in (run_dir / "figures").glob("*.png"))
     for stem in shown:
-        if (run_dir / "figures" / f"{stem}.png").is_file() and (published / f"{stem}.png").is_file():
-            lines += ["", f"![{stem}](figures/{stem}.png)"]
+        link = figure_link(profile, notebook, stem, run_figures)
+        if (run_dir / "figures" / f"{stem}.png").is_file() and link:
+            lines += ["", link]
     others = sorted(p.stem for p in (run_dir / "figures").glob("*.png") if p.stem not in shown)
     if others:
         lines += ["", "More figures in `figures/` and the HTML report: " + ", ".join(f"`{o}`" for o in others) + "."]
@@ -230,15 +242,33 @@ def sections(profile: str) -> list[str]:
     return [p for p in (timing_section(profile), *parts, bench_section()) if p]
 
 
-def update_readme(profile: str, readme: Path = README) -> None:
-    """Rewrite the marked results section of `readme` from the records; refuses a file without the markers."""
+def replace_block(text: str, start: str, end: str, body: str, readme: Path) -> str:
+    """`text` with what lies between the `start` and `end` markers replaced by `body`; refuses a file without them."""
+    if start not in text or end not in text:
+        raise ValueError(f"{readme} has no {start} ... {end} markers: the generated section has nowhere to go")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+
+
+def update_readme(profile: str, readme: Path = README) -> list[str]:
+    """Rewrite README.md's generated blocks from the records: the headline from the committed paper run
+    (synthstudy.headline) and the results section from `profile`'s runs. The results section is left as it is for
+    the paper profile (the headline shows it) and where `profile` has no run here (a fresh clone keeps the quick
+    tables it was committed with). Returns the blocks rewritten."""
+    from . import headline
     readme = Path(readme)
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} ... {END} markers: the results section has nowhere to go")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    runs.write_text(readme, head + START + "\n" + "\n\n".join(sections(profile)) + "\n" + END + tail)
+    text, done = readme.read_text(), []
+    blocks = [(START, END)] + ([(headline.START, headline.END)] if headline.started() else [])
+    for start, end in blocks:                                   # refuse before computing anything
+        replace_block(text, start, end, "", readme)
+    top = headline.section()
+    if top is not None:
+        text, done = replace_block(text, headline.START, headline.END, top, readme), ["headline (paper)"]
+    if profile != headline.PROFILE and study_runs(profile):
+        text = replace_block(text, START, END, "\n\n".join(sections(profile)), readme)
+        done.append(f"results ({profile})")
+    runs.write_text(readme, text)
+    return done
 
 
 def export_html(executed_notebook: Path, html_path: Path) -> Path:
@@ -257,11 +287,11 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", default=str(README), help="file whose results section is rewritten")
     args = parser.parse_args(argv)
     try:
-        update_readme(args.profile, Path(args.readme))
+        done = update_readme(args.profile, Path(args.readme))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"{Path(args.readme).name} results section regenerated from results/{args.profile}")
+    print(f"{Path(args.readme).name}: regenerated {', '.join(done) or 'nothing (no runs found)'}")
     return 0
 
 

@@ -1,0 +1,257 @@
+"""The README's headline: the `paper` profile's answer to the study's question, set against the literature.
+
+    python -m synthstudy.report            # rewrites the headline (and the quick results) in README.md
+
+Everything here is read from the committed records of the paper run (results/paper/<notebook>/summary.csv,
+findings.md, params.json, environment.json, reproduce.jsonl; issue 18), so a fresh clone regenerates the README's
+headline exactly. Each claim is one row of a notebook's summary table or one line of its generated findings (the
+verdicts: paired, Holm-corrected, equivalence only from TOST), named in the "source" column; the anchors are the
+published results it is set against. A notebook the paper run has not reached yet shows as pending, never as a
+number from another profile.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import config, runs
+
+PROFILE = "paper"
+START, END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+# The published results each claim is set against (the sources named in the README's headline).
+ANCHORS = {
+    "benchmark": ("Fashion-MNIST benchmark (zalandoresearch/fashion-mnist README): VGG16 93.5%, Capsule Network "
+                  "93.6%, WRN-28-10 95.9% (96.3% with random erasing); humans 83.5%"),
+    "cas": ("CAS (Ravuri & Vinyals, 2019): classifiers trained only on generated images score below ones trained "
+            "on the real data, for every generator they tested"),
+    "gafi": ("GaFi (2023): with post-processing, GAN data trains Fashion-MNIST classifiers to within 2.03 points of "
+             "real data (a ratio near 0.98)"),
+    "sigma": ("GenRep (Jahanian et al., 2022): the transfer accuracy of latent-view contrastive learning is an "
+              "inverted U in the latent perturbation σ: an interior optimum"),
+    "unique": ("GenRep: more unique generated samples help, with diminishing (roughly logarithmic) returns"),
+    "close_below": ("GenRep: representations learned from generated views come close to, but stay below, ones "
+                    "learned from the real images"),
+    "copying": ("Somepalli et al. (CVPR 2023): generators replicate training images, more so the smaller the "
+                "training set"),
+}
+
+VERDICT = re.compile(r"\b(higher|lower|equivalent|inconclusive)\b")
+
+
+def mean_ci(cell: str) -> tuple[float, float]:
+    """'82.98 ± 1.56' → (82.98, 1.56): a summary table's mean ± 95% CI half-width."""
+    mean, half = str(cell).split("±")
+    return float(mean), float(half)
+
+
+def verdict_of(cell: str) -> str | None:
+    """The verdict word (higher / lower / equivalent / inconclusive) in a formatted paired difference."""
+    match = VERDICT.search(str(cell))
+    return match.group(1) if match else None
+
+
+def run_dir(notebook: str) -> Path:
+    return runs.results_root() / PROFILE / notebook
+
+
+def finished(notebook: str) -> bool:
+    return (run_dir(notebook) / "summary.csv").is_file()
+
+
+def findings_lines(notebook: str, prefix: str) -> list[str]:
+    """The notebook's generated findings (findings.md) that start with `prefix`, without the bullet."""
+    path = run_dir(notebook) / runs.FINDINGS_FILE
+    if not path.is_file():
+        return []
+    return [line[2:].strip() for line in path.read_text().splitlines() if line.startswith(prefix)]
+
+
+def _pending(notebook: str) -> dict:
+    return {"this study (paper)": f"pending: the paper run has not reached `{notebook}` (`make reproduce "
+                                  f"PROFILE=paper` resumes it)", "agrees?": "pending", "source": "—"}
+
+
+def _unreported(notebook: str) -> dict:
+    return {"this study (paper)": f"`{notebook}` ran before it wrote findings.md: rerun it (every cell is reused) "
+                                  "to report this line", "agrees?": "pending", "source": "—"}
+
+
+# ---------------------------------------------------------------- one function per claim, each reading one table
+def real_ceiling() -> dict:
+    """The real arm on the whole pool (baseline summary, last row) against the benchmark table."""
+    if not finished("baseline"):
+        return _pending("baseline")
+    import pandas as pd
+    table = pd.read_csv(run_dir("baseline") / "summary.csv")
+    row = table.iloc[-1]
+    mean, half = mean_ci(row["test accuracy (%)"])
+    return {"this study (paper)": f"real data, N = {int(row['n']):,}: {mean:.2f} ± {half:.2f}% test "
+                                  f"({int(row['steps']):,} steps, {int(row['seeds'])} seeds)",
+            "agrees?": "between VGG16 and WRN-28-10" if 93.5 <= mean <= 95.9 else
+                       "below VGG16" if mean < 93.5 else "above WRN-28-10",
+            "source": f"baseline, n = {int(row['n'])}"}
+
+
+def cas_rows() -> list[dict]:
+    """CAS of every family against the real arm (generators summary): below real everywhere? within 2 points?"""
+    if not finished("generators"):
+        return [_pending("generators"), _pending("generators")]
+    import pandas as pd
+    table = pd.read_csv(run_dir("generators") / "summary.csv")
+    real = table[table["arm"] == "real"].iloc[0]
+    synthetic = table[table["arm"] != "real"].sort_values("ratio", ascending=False)
+    verdicts = [verdict_of(v) for v in synthetic["vs real (paired)"]]
+    each = "; ".join(f"{r['arm']} {r['test accuracy (%)']}% (ratio {r['ratio']:.3f}, {v})"
+                     for (_, r), v in zip(synthetic.iterrows(), verdicts))
+    below = sum(v == "lower" for v in verdicts)
+    top = synthetic.iloc[0]
+    gap = mean_ci(real["test accuracy (%)"])[0] - mean_ci(top["test accuracy (%)"])[0]
+    return [{"this study (paper)": f"real {real['test accuracy (%)']}%; trained on generated images only: {each}",
+             "agrees?": ("yes: every family below real" if below == len(verdicts) else
+                         f"partly: {below} of {len(verdicts)} families below real"),
+             "source": "generators, every row"},
+            {"this study (paper)": f"closest family: {top['arm']}, ratio {top['ratio']:.3f}, {gap:.1f} points "
+                                   f"below real (no post-processing here)",
+             "agrees?": "yes" if top["ratio"] >= 0.98 else "no: far from within 2 points",
+             "source": f"generators, row {top['arm']}"}]
+
+
+def scaling_row() -> dict:
+    """Per N, each synthetic arm's paired difference from the real arm (scaling summary): are generated-only
+    streams below real, and does a mix add to it?"""
+    if not finished("scaling"):
+        return _pending("scaling")
+    import pandas as pd
+    table = pd.read_csv(run_dir("scaling") / "summary.csv")
+    synthetic = table[table["arm"] != "real"]
+    parts = []
+    for n, rows in synthetic.groupby("N", sort=True):
+        parts.append(f"N = {int(n):,}: " + ", ".join(
+            f"{r['arm']} {float(str(r['vs real (paired)']).split()[0]):+.1f} pts ({verdict_of(r['vs real (paired)'])})"
+            for _, r in rows.iterrows()))
+    streams = [verdict_of(v) for a, v in zip(synthetic["arm"], synthetic["vs real (paired)"]) if "stream" in a]
+    mixes = [verdict_of(v) for a, v in zip(synthetic["arm"], synthetic["vs real (paired)"]) if "real +" in a]
+    agrees = ("yes: every generated-only stream is below real" if streams and all(v == "lower" for v in streams)
+              else f"partly: {streams.count('lower')} of {len(streams)} streams below real")
+    if mixes:
+        agrees += f"; mixes: {', '.join(f'{mixes.count(v)} {v}' for v in dict.fromkeys(mixes))}"
+    return {"this study (paper)": "paired difference from the real arm; " + "; ".join(parts),
+            "agrees?": agrees, "source": "scaling, every row"}
+
+
+def _views_row(prefix: str, judge) -> dict:
+    if not finished("multiview"):
+        return _pending("multiview")
+    lines = findings_lines("multiview", prefix)
+    if not lines:
+        return _unreported("multiview")
+    return {"this study (paper)": lines[0].replace("**", ""), "agrees?": judge(lines[0]),
+            "source": "multiview, findings"}
+
+
+def sigma_row() -> dict:
+    def judge(line):
+        verdict = re.search(r"interior optimum (supported|not supported|inconclusive)", line)
+        return {"supported": "yes", "not supported": "no", "inconclusive": "cannot tell"}.get(
+            verdict.group(1) if verdict else "", "cannot tell")
+    return _views_row("- **σ sweep:**", judge)
+
+
+def unique_row() -> dict:
+    def judge(line):
+        verdicts = VERDICT.findall(line)
+        if "lower" in verdicts:
+            return "yes: a fixed pool is below the online stream" + (
+                ", the larger pool less so" if verdicts[-1] != "lower" else "")
+        return "no: no pool below online" if verdicts and all(v in ("equivalent", "higher") for v in verdicts) \
+            else "cannot tell"
+    return _views_row("- **Unique anchors:**", judge)
+
+
+def close_below_row() -> dict:
+    def judge(line):
+        return {"lower": "yes: below real", "equivalent": "close: equivalent to real",
+                "higher": "no: above real SimCLR (see the label-free control)",
+                "inconclusive": "cannot tell"}.get(verdict_of(line), "cannot tell")
+    return _views_row("- **generated views vs real SimCLR**", judge)
+
+
+def copying_row() -> dict:
+    if not finished("audits"):
+        return _pending("audits")
+    lines = findings_lines("audits", "- ")
+    if not lines:
+        return _unreported("audits")
+    control = next((line for line in lines if "memoriser" in line.lower()), lines[0])
+    flow = [line for line in lines if line.startswith("`flow`") and "copy excess" in line]
+    found = any("**copies" in line for line in flow)
+    return {"this study (paper)": " ".join(x.replace("**", "") for x in [control, *flow]),
+            "agrees?": "yes: the flow copies at small N" if found else "not found at these N (see the control)",
+            "source": "audits, findings (copying)"}
+
+
+def claims() -> list[dict]:
+    """The headline table: one row per question, with its anchor, the paper run's answer and where it is read."""
+    questions = [("How high does real data go?", "benchmark", real_ceiling()),
+                 *zip(("Is training on generated images alone below real? (CAS)",
+                       "Can generated data come within ~2 points of real?"), ("cas", "gafi"), cas_rows()),
+                 ("Across N: can generated data stand in for, or add to, N real images?", "cas", scaling_row()),
+                 ("Is there an interior optimum σ for latent views?", "sigma", sigma_row()),
+                 ("Do more unique generated samples help?", "unique", unique_row()),
+                 ("Are generated views close to but below real views?", "close_below", close_below_row()),
+                 ("Does a generator copy its training images?", "copying", copying_row())]
+    return [{"question": q, "anchor": ANCHORS[a], **row} for q, a, row in questions]
+
+
+def profiles_differ() -> str:
+    """One sentence on how the quick profile (the README's results below) differs from paper, from configs/."""
+    quick, paper = config.load_profile("quick"), config.load_profile(PROFILE)
+
+    def shape(p):
+        return (f"{len(p['seeds'])} seeds, classifiers ≤ {p['max_steps']:,} steps, N ∈ "
+                f"{{{', '.join(str(n) for n in p['train_sizes'])}}}, CAS for {', '.join(p['cas_generators'])}, "
+                f"scaling at N ∈ {{{', '.join(str(n) for n in p['scaling_sizes'])}}}, {p['mv_steps']}-step encoders "
+                f"on {len(p['sigmas'])} σ values")
+    return (f"The `quick` profile below ({shape(quick)}) is sized to finish in an hour on 2 cores; `paper` "
+            f"({shape(paper)}) is the study's answer: where the two differ, the paper numbers hold, since quick's "
+            f"budget checks are looser and its CIs wider.")
+
+
+def run_status() -> str:
+    done = [nb for nb in runs.STUDY_NOTEBOOKS if finished(nb)]
+    left = [nb for nb in runs.STUDY_NOTEBOOKS if nb not in done]
+    text = f"Notebooks finished on `paper`: {', '.join(f'`{nb}`' for nb in done) or 'none'}"
+    if left:
+        text += f"; still to run: {', '.join(f'`{nb}`' for nb in left)} (`make reproduce PROFILE=paper` resumes)"
+    return text + "."
+
+
+def started() -> bool:
+    """Whether any notebook of the paper run has finished (else the README has no headline to show)."""
+    return any(finished(nb) for nb in runs.STUDY_NOTEBOOKS)
+
+
+def section() -> str | None:
+    """The README's headline block (markdown), or None where the paper run has not started."""
+    if not started():
+        return None
+    from .report import baseline_section, notebook_section, timing_section
+    rows = claims()
+    lines = ["### Headline: the `paper` profile", "",
+             run_status() + " " + profiles_differ(), "",
+             "**Findings**, each read from the row its \"source\" names (a notebook's summary table or generated "
+             "findings; verdicts paired and Holm-corrected), set against a published anchor:", ""]
+    lines += [f"- **{r['question']}** {r['this study (paper)']} — {r['agrees?']} (anchor: {r['anchor']}; source: "
+              f"{r['source']})." for r in rows if r["agrees?"] != "pending"]
+    pending = [r["question"] for r in rows if r["agrees?"] == "pending"]
+    if pending:
+        lines.append(f"- Pending until the paper run reaches them: {'; '.join(pending)}")
+    lines.append("")
+    timing = timing_section(PROFILE)
+    parts = [timing] if timing else []
+    parts += [baseline_section(PROFILE, run_figures=True) if nb == "baseline"
+              else notebook_section(PROFILE, nb, run_figures=True) for nb in runs.STUDY_NOTEBOOKS if finished(nb)]
+    lines += ["<details><summary>The paper run's tables, figures and wall time</summary>", "",
+              "\n\n".join(p for p in parts if p), "", "</details>"]
+    return "\n".join(lines)

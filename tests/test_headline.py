@@ -1,0 +1,87 @@
+"""The README's headline is generated from the committed paper records: exact, traceable, and honest when pending."""
+import pandas as pd
+import pytest
+
+from synthstudy import config, headline, report, runs
+
+PAPER = config.load_profile("paper")
+
+
+def paper_run(notebook, summary=None, findings=None):
+    run = runs.Run(notebook, "paper", PAPER, device="cpu")
+    run.write_table([])
+    if summary is not None:
+        runs.write_text(run.dir / "summary.csv", summary.to_csv(index=False))
+    if findings is not None:
+        run.write_findings(findings)
+    return run
+
+
+def test_the_committed_paper_records_regenerate_the_readme_headline_exactly(monkeypatch):
+    monkeypatch.setenv("SYNTHSTUDY_RESULTS", str(runs.PROJECT_ROOT / "results"))
+    readme = (runs.PROJECT_ROOT / "README.md").read_text()
+    block = readme.split(headline.START, 1)[1].split(headline.END, 1)[0]
+    assert block == "\n" + headline.section() + "\n", "README headline is stale: run `python -m synthstudy.report`"
+
+
+def test_claims_read_the_verdicts_and_say_where_each_comes_from(isolated_results):
+    assert headline.section() is None                                   # no paper run: no headline
+    paper_run("baseline", pd.DataFrame({"n": [100, 55000], "steps": [500, 6000], "seeds": [5, 5],
+                                        "test accuracy (%)": ["70.00 ± 2.00", "93.70 ± 0.10"]}))
+    paper_run("generators", pd.DataFrame({
+        "arm": ["real", "flow", "cgan"], "test accuracy (%)": ["93.70 ± 0.10", "92.10 ± 0.50", "80.00 ± 1.00"],
+        "ratio": [1.0, 0.983, 0.854],
+        "vs real (paired)": ["—", "-1.60 [-2.10, -1.10] pts, equivalent (p_Holm 0.01)",
+                             "-13.70 [-14.70, -12.70] pts, lower (p_Holm 0.001)"]}))
+    paper_run("multiview", pd.DataFrame({"arm": ["untrained encoder"]}), findings=[
+        "- **σ sweep:** σ* = 0.7 (best mean on validation); interior optimum supported: σ* = 0.7 beats both ends",
+        "- **generated views vs real SimCLR** (pca · SimCLR · latent σ=0.7): -1.20 [-2.00, -0.40] pts, lower "
+        "(p_Holm 0.01).",
+        "- **Unique anchors:** pool M=1,000: -2.0 [-3.0, -1.0] pts, lower (p_Holm 0.01); pool M=10,000: "
+        "-0.1 [-0.5, +0.3] pts, equivalent (p_Holm 0.02)."])
+    rows = {r["question"]: r for r in headline.claims()}
+    assert rows["How high does real data go?"]["this study (paper)"].startswith("real data, N = 55,000: 93.70")
+    assert rows["How high does real data go?"]["agrees?"] == "between VGG16 and WRN-28-10"
+    cas = rows["Is training on generated images alone below real? (CAS)"]
+    assert cas["agrees?"] == "partly: 1 of 2 families below real" and "flow 92.10" in cas["this study (paper)"]
+    assert rows["Can generated data come within ~2 points of real?"]["agrees?"] == "yes"      # ratio 0.983
+    assert rows["Is there an interior optimum σ for latent views?"]["agrees?"] == "yes"
+    assert rows["Are generated views close to but below real views?"]["agrees?"] == "yes: below real"
+    assert rows["Do more unique generated samples help?"]["agrees?"] == ("yes: a fixed pool is below the online "
+                                                                         "stream, the larger pool less so")
+    for pending in ("Across N: can generated data stand in for, or add to, N real images?",
+                    "Does a generator copy its training images?"):
+        assert rows[pending]["agrees?"] == "pending" and rows[pending]["source"] == "—"
+    text = headline.section()
+    assert "still to run: `scaling`, `audits`" in text and "Pending until the paper run reaches them" in text
+    assert "results/paper/baseline/figures" not in text                 # no figure there, no dead link
+
+
+def test_a_flat_sigma_curve_and_a_notebook_without_findings_are_not_read_as_support(isolated_results):
+    paper_run("multiview", pd.DataFrame({"arm": ["untrained encoder"]}), findings=[
+        "- **σ sweep:** σ* = 3 (best mean on validation); interior optimum not supported: σ* = 3 is the upper end"])
+    assert headline.sigma_row()["agrees?"] == "no"
+    assert headline.close_below_row()["agrees?"] == "pending"          # no such line: says how to get it
+    paper_run("scaling", pd.DataFrame({"N": [100, 100], "arm": ["real", "flow stream"],
+                                       "vs real (paired)": ["—", "+0.40 [-0.90, +1.70] pts, inconclusive (p_Holm 1)"]}))
+    assert headline.scaling_row()["agrees?"] == "partly: 0 of 1 streams below real"
+
+
+def test_the_readme_keeps_quick_tables_a_clone_has_not_run_and_refuses_missing_markers(tmp_path, isolated_results):
+    paper_run("baseline", pd.DataFrame({"n": [55000], "steps": [6000], "seeds": [5],
+                                        "test accuracy (%)": ["93.70 ± 0.10"]}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{headline.START}\nSTALE-HEADLINE\n{headline.END}\n"
+                      f"b\n{report.START}\nquick tables\n{report.END}\n")
+    assert report.update_readme("quick", readme) == ["headline (paper)"]     # no quick run here: kept
+    text = readme.read_text()
+    assert "quick tables" in text and "STALE-HEADLINE" not in text and "93.70 ± 0.10" in text
+    readme.write_text(f"{report.START}\n{report.END}\n")
+    with pytest.raises(ValueError, match="headline:start"):
+        report.update_readme("quick", readme)
+
+
+def test_mean_ci_and_verdict_parse_the_summary_formats():
+    assert headline.mean_ci("82.98 ± 1.56") == (82.98, 1.56)
+    assert headline.verdict_of("-10.57 [-12.12, -9.02] pts, lower (p_Holm 4.6e-05)") == "lower"
+    assert headline.verdict_of("—") is None
