@@ -57,6 +57,21 @@ def _value(v):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
+def average_floor(table: pd.DataFrame) -> pd.DataFrame:
+    """One floor row per seed: the mean over that seed's untrained initialisations (`mv_floor_inits`) of every
+    numeric column, so the paired "vs floor" tests compare each trained arm with the floor's expectation rather than
+    with one random draw of it. Other arms' rows pass unchanged."""
+    floor = table[table["arm"] == FLOOR]
+    if floor.empty or not floor["seed"].duplicated().any():
+        return table
+    numeric = [c for c in floor.columns if pd.api.types.is_numeric_dtype(floor[c]) and c not in ("seed", "init")]
+    first = floor.drop_duplicates("seed").set_index("seed")
+    first[numeric] = floor.groupby("seed")[numeric].mean()
+    first["floor_inits"] = floor.groupby("seed").size()
+    return pd.concat([first.reset_index()[floor.columns.tolist() + ["floor_inits"]], table[table["arm"] != FLOOR]],
+                     ignore_index=True)
+
+
 def with_arms(table: pd.DataFrame, base_steps: int | None = None) -> pd.DataFrame:
     """The tidy table with an `arm` column from each row's key fields."""
     return table.assign(arm=[arm_label(row, base_steps) for row in table.to_dict("records")])
@@ -281,9 +296,9 @@ def method_seeds(P) -> list[int]:
 
 
 def reference_keys(P) -> list[dict]:
-    """The untrained floor, real SimCLR and SupCon on every method seed; real SimCLR at 2x steps (budget check,
-    when `mv_budget_arms` names it)."""
-    return ([cell_key(P, "none", "none", "none", s) for s in method_seeds(P)]
+    """The untrained floor (`mv_floor_inits` initialisations per seed), real SimCLR and SupCon on every method seed;
+    real SimCLR at 2x steps (budget check, when `mv_budget_arms` names it)."""
+    return ([cell_key(P, "none", "none", "none", s, init=i) for s in method_seeds(P) for i in range(P.mv_floor_inits)]
             + [cell_key(P, "real", m, "pixel", s) for m in ("simclr", "supcon") for s in method_seeds(P)]
             + [cell_key(P, "real", "simclr", "pixel", s, steps=2 * P.mv_steps) for s in P.seeds
                if "real" in P.mv_budget_arms])

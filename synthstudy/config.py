@@ -388,6 +388,9 @@ class MultiviewParams(StudyParams, GeneratorBudgets):
     mv_extra_seeds: Annotated[list[int], _DISTINCT_SEEDS] = []   # added for the method table's verdicts only
     # the arms run at 2x mv_steps on `seeds` (the budget check): real SimCLR, and the generated-view headline at σ*
     mv_budget_arms: Annotated[list[Literal["real", "synthetic"]], Field(min_length=1)] = ["real", "synthetic"]
+    # untrained encoders per seed whose probe accuracies are averaged into that seed's floor: the floor's spread
+    # over initialisations (±1.6 pts over 5 seeds in quick) is what the paired "vs floor" tests must beat
+    mv_floor_inits: int = Field(default=1, ge=1, le=32)
 
     @model_validator(mode="after")
     def _fits(self):

@@ -585,14 +585,15 @@ SOURCES = ("none", "real", "synthetic")          # none: the untrained encoder, 
 
 def multiview_key(params, source: str, method: str, views: str, seed: int, steps: int | None = None,
                   sigma: float | None = None, anchors: int | None = None, label_free: bool = False,
-                  generator: str | None = None) -> dict:
+                  generator: str | None = None, init: int = 0) -> dict:
     """Everything that determines one multiview cell's result (its identity in `runs.Run.grid`).
 
     `params` is the notebook's `config.MultiviewParams`. Real arms leave the generator fields out (changing the
     generator does not retrain them); the untrained encoder leaves the training recipe out too. `steps` defaults to
     `params.mv_steps` (the budget check passes twice that); `generator` to `params.generator`. The key holds
     `ENCODER_VERSION` and the generator's `generators.cell_key` (budget, seed, code version, defaults), so a changed
-    recipe or model reruns exactly the cells it touches.
+    recipe or model reruns exactly the cells it touches. `init` (untrained encoder only) picks one of several
+    random initialisations per seed (`mv_floor_inits`); the first, 0, keeps the key it always had.
     """
     from . import generators
     _check_choice("source", source, SOURCES)
@@ -600,6 +601,8 @@ def multiview_key(params, source: str, method: str, views: str, seed: int, steps
     name = (generator or params.generator) if synthetic else None
     if label_free and not synthetic:
         raise ValueError("label_free=True needs source='synthetic' (a generator's class-free path)")
+    if init and trained:
+        raise ValueError(f"init={init!r} is for source='none' (the floor's initialisations); trained arms use 0")
     gen_fields = (generators.cell_key(name, params.gen_steps[name], params.gen_seed) if synthetic
                   else dict.fromkeys(["gen_steps", "gen_seed", "gen_identity"]))
     return {"encoder_version": ENCODER_VERSION, "dataset": params.dataset, "model": params.model, "source": source,
@@ -612,7 +615,12 @@ def multiview_key(params, source: str, method: str, views: str, seed: int, steps
             "batch_size": params.mv_batch_size if trained else None, "lr": params.mv_lr if trained else None,
             "temperature": params.mv_temperature if trained else None,
             "val_size": params.val_size, "probe_size": params.mv_probe_size, "eval_size": params.mv_eval_size,
-            "knn_k": params.mv_knn_k}
+            "knn_k": params.mv_knn_k, **({"init": int(init)} if init else {})}
+
+
+# An untrained encoder's initialisation `init` > 0 of seed s draws its weights from seed s + INIT_STRIDE * init: far
+# from the study's seeds, so no floor initialisation repeats a trained arm's starting weights.
+INIT_STRIDE = 100_003
 
 
 @dataclass(frozen=True)
@@ -677,8 +685,8 @@ def multiview_cell(key: dict, cell_dir=None, device: str = "auto", progress: boo
     data and the generator are loaded from the key and cached per process.
     """
     inputs = multiview_inputs(key["dataset"], key["val_size"], key["probe_size"], key["eval_size"], allow_download)
-    encoder = create_encoder(key["model"], inputs.image_shape[0], inputs.image_shape[-1], seed=key["seed"],
-                             num_classes=inputs.num_classes)
+    encoder = create_encoder(key["model"], inputs.image_shape[0], inputs.image_shape[-1],
+                             seed=key["seed"] + INIT_STRIDE * key.get("init", 0), num_classes=inputs.num_classes)
     out = {"train_seconds": 0.0, "pairs_per_s": float("nan"), "final_loss": float("nan")}
     if key["source"] != "none":
         gen = None

@@ -254,6 +254,17 @@ def test_multiview_cell_is_shippable_and_keys_hold_the_recipe(tmp_path):
     assert 0.1 < metrics["probe_accuracy_test"] <= 1 and metrics["train_seconds"] > 0
     with pytest.raises(ValueError, match="synthetic"):
         C.multiview_key(params, "real", "simclr", "pixel", 0, label_free=True)
+    # the floor's extra initialisations: init 0 keeps the old key, others are new cells with other weights
+    assert C.multiview_key(params, "none", "none", "none", 0, init=0) == floor and "init" not in floor
+    other = C.multiview_key(params, "none", "none", "none", 0, init=1)
+    assert other["init"] == 1 and runs.stable_hash(other) != runs.stable_hash(floor)
+    first, second = cell(floor, tmp_path / "a"), cell(other, tmp_path / "b")
+    def scores(m):
+        return {k: v for k, v in m.items() if k.endswith(("_val", "_test"))}
+    assert scores(first) != scores(second) and second["train_seconds"] == 0             # other random weights
+    assert scores(cell(other, tmp_path / "c")) == scores(second)                         # deterministic
+    with pytest.raises(ValueError, match="init=1 is for source='none'"):
+        C.multiview_key(params, "real", "simclr", "pixel", 0, init=1)
 
 
 @pytest.mark.parametrize("field,value,allowed", [
@@ -263,6 +274,7 @@ def test_multiview_cell_is_shippable_and_keys_hold_the_recipe(tmp_path):
     ("sigmas", [0.1, 0.5], "at least 3"),
     ("anchor_pools", [100, 10 ** 6], "never seen twice"),
     ("mv_extra_seeds", [0], "not in seeds"),
+    ("mv_floor_inits", 0, "greater than or equal to 1"),
 ])
 def test_multiview_parameters_are_refused_before_compute_naming_what_is_allowed(field, value, allowed):
     from synthstudy import config
