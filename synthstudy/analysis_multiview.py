@@ -64,7 +64,8 @@ def average_floor(table: pd.DataFrame) -> pd.DataFrame:
     floor = table[table["arm"] == FLOOR]
     if floor.empty or not floor["seed"].duplicated().any():
         return table
-    numeric = [c for c in floor.columns if pd.api.types.is_numeric_dtype(floor[c]) and c not in ("seed", "init")]
+    numeric = [c for c in floor.columns if pd.api.types.is_numeric_dtype(floor[c])
+               and not pd.api.types.is_bool_dtype(floor[c]) and c not in ("seed", "init")]
     first = floor.drop_duplicates("seed").set_index("seed")
     first[numeric] = floor.groupby("seed")[numeric].mean()
     first["floor_inits"] = floor.groupby("seed").size()

@@ -11,6 +11,7 @@ number from another profile.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -40,9 +41,9 @@ VERDICT = re.compile(r"\b(higher|lower|equivalent|inconclusive)\b")
 
 
 def mean_ci(cell: str) -> tuple[float, float]:
-    """'82.98 ± 1.56' → (82.98, 1.56): a summary table's mean ± 95% CI half-width."""
-    mean, half = str(cell).split("±")
-    return float(mean), float(half)
+    """'82.98 ± 1.56' → (82.98, 1.56): a summary table's mean ± 95% CI half-width ('82.98' alone, one seed: NaN)."""
+    mean, _, half = str(cell).partition("±")
+    return float(mean), float(half) if half.strip() else float("nan")
 
 
 def verdict_of(cell: str) -> str | None:
@@ -55,8 +56,16 @@ def run_dir(notebook: str) -> Path:
     return runs.results_root() / PROFILE / notebook
 
 
+def run_label(notebook: str) -> str | None:
+    """The label the notebook's paper run folder was written under (`paper`, or `paper+overrides`), or None."""
+    path = run_dir(notebook) / "params.json"
+    return json.loads(path.read_text()).get("run_label", PROFILE) if path.is_file() else None
+
+
 def finished(notebook: str) -> bool:
-    return (run_dir(notebook) / "summary.csv").is_file()
+    """A finished run of the paper profile itself: a run with overrides (e.g. `-p generator flow`) in the same folder
+    is another parameter set, never shown as the paper's numbers."""
+    return (run_dir(notebook) / "summary.csv").is_file() and run_label(notebook) == PROFILE
 
 
 def findings_lines(notebook: str, prefix: str) -> list[str]:
@@ -68,8 +77,11 @@ def findings_lines(notebook: str, prefix: str) -> list[str]:
 
 
 def _pending(notebook: str) -> dict:
-    return {"this study (paper)": f"pending: the paper run has not reached `{notebook}` (`make reproduce "
-                                  f"PROFILE=paper` resumes it)", "agrees?": "pending", "source": "—"}
+    label = run_label(notebook)
+    why = (f"results/paper/{notebook}/ holds a run labelled `{label}`, not the paper profile: rerun it without "
+           f"overrides" if label not in (None, PROFILE) else
+           f"the paper run has not reached `{notebook}` (`make reproduce PROFILE=paper` resumes it)")
+    return {"this study (paper)": f"pending: {why}", "agrees?": "pending", "source": "—"}
 
 
 def _unreported(notebook: str) -> dict:
@@ -88,8 +100,11 @@ def real_ceiling() -> dict:
     mean, half = mean_ci(row["test accuracy (%)"])
     return {"this study (paper)": f"real data, N = {int(row['n']):,}: {mean:.2f} ± {half:.2f}% test "
                                   f"({int(row['steps']):,} steps, {int(row['seeds'])} seeds)",
-            "agrees?": "between VGG16 and WRN-28-10" if 93.5 <= mean <= 95.9 else
-                       "below VGG16" if mean < 93.5 else "above WRN-28-10",
+            "agrees?": ("on par with VGG16 / Capsule Network (93.5-93.6%), below WRN-28-10"
+                        if mean - half <= 93.6 and mean + half >= 93.5 else
+                        "below VGG16" if mean + half < 93.5 else
+                        "above VGG16 / Capsule Network, below WRN-28-10" if mean + half < 95.9 else
+                        "on par with or above WRN-28-10"),
             "source": f"baseline, n = {int(row['n'])}"}
 
 
@@ -101,6 +116,10 @@ def cas_rows() -> list[dict]:
     table = pd.read_csv(run_dir("generators") / "summary.csv")
     real = table[table["arm"] == "real"].iloc[0]
     synthetic = table[table["arm"] != "real"].sort_values("ratio", ascending=False)
+    # families without a CAS arm in this profile (`cas_generators`) have no verdict: not counted either way
+    synthetic = synthetic[[verdict_of(v) is not None for v in synthetic["vs real (paired)"]]]
+    if synthetic.empty:
+        return [_pending("generators"), _pending("generators")]
     verdicts = [verdict_of(v) for v in synthetic["vs real (paired)"]]
     each = "; ".join(f"{r['arm']} {r['test accuracy (%)']}% (ratio {r['ratio']:.3f}, {v})"
                      for (_, r), v in zip(synthetic.iterrows(), verdicts))
@@ -113,7 +132,8 @@ def cas_rows() -> list[dict]:
              "source": "generators, every row"},
             {"this study (paper)": f"closest family: {top['arm']}, ratio {top['ratio']:.3f}, {gap:.1f} points "
                                    f"below real (no post-processing here)",
-             "agrees?": "yes" if top["ratio"] >= 0.98 else "no: far from within 2 points",
+             "agrees?": ("yes: within GaFi's 2.03 points" if gap <= 2.03 else
+                         f"no: {gap:.1f} points below real against GaFi's 2.03"),
              "source": f"generators, row {top['arm']}"}]
 
 
@@ -124,7 +144,8 @@ def scaling_row() -> dict:
         return _pending("scaling")
     import pandas as pd
     table = pd.read_csv(run_dir("scaling") / "summary.csv")
-    synthetic = table[table["arm"] != "real"]
+    compared = table["vs real (paired)"].map(lambda v: verdict_of(v) is not None)
+    synthetic = table[(table["arm"] != "real") & compared]
     parts = []
     for n, rows in synthetic.groupby("N", sort=True):
         parts.append(f"N = {int(n):,}: " + ", ".join(
@@ -160,12 +181,14 @@ def sigma_row() -> dict:
 
 def unique_row() -> dict:
     def judge(line):
-        verdicts = VERDICT.findall(line)
+        pools = re.findall(r"pool M=([\d,]+)[^;]*?\b(higher|lower|equivalent|inconclusive)\b", line)
+        each = ", ".join(f"M={m}: {v}" for m, v in pools)
+        verdicts = [v for _, v in pools]
         if "lower" in verdicts:
-            return "yes: a fixed pool is below the online stream" + (
-                ", the larger pool less so" if verdicts[-1] != "lower" else "")
-        return "no: no pool below online" if verdicts and all(v in ("equivalent", "higher") for v in verdicts) \
-            else "cannot tell"
+            return f"yes: a fixed pool is below the online stream ({each})"
+        if verdicts and all(v in ("equivalent", "higher") for v in verdicts):
+            return f"no: no pool below online ({each})"
+        return f"cannot tell ({each})" if each else "cannot tell"
     return _views_row("- **Unique anchors:**", judge)
 
 
@@ -178,17 +201,26 @@ def close_below_row() -> dict:
 
 
 def copying_row() -> dict:
+    """Copy excess of the audited generators per N (audits summary), read only where the planted memoriser (the
+    positive control) is caught: a clean result from an audit that misses a memoriser means nothing."""
     if not finished("audits"):
         return _pending("audits")
-    lines = findings_lines("audits", "- ")
-    if not lines:
-        return _unreported("audits")
-    control = next((line for line in lines if "memoriser" in line.lower()), lines[0])
-    flow = [line for line in lines if line.startswith("`flow`") and "copy excess" in line]
-    found = any("**copies" in line for line in flow)
-    return {"this study (paper)": " ".join(x.replace("**", "") for x in [control, *flow]),
-            "agrees?": "yes: the flow copies at small N" if found else "not found at these N (see the control)",
-            "source": "audits, findings (copying)"}
+    import pandas as pd
+    table = pd.read_csv(run_dir("audits") / "summary.csv")
+    copy = table[(table["audit"] == "privacy") & table["measure"].str.startswith("copy excess")]
+    control = copy[copy["generator"] == "memoriser"]
+    caught = control["finding"].str.contains("copies:")
+    audited = copy[copy["generator"] != "memoriser"]
+    found = [f"{r['generator']} at {r['setting']}" for _, r in audited.iterrows() if "copies:" in r["finding"]]
+    text = ("planted memoriser caught at " + (", ".join(control.loc[caught, "setting"]) or "no N") + "; " +
+            "; ".join(f"{r['generator']}, {r['setting']}: {r['finding']}" for _, r in audited.iterrows()))
+    if control.empty or not caught.all():
+        agrees = "cannot tell: the planted memoriser is not caught everywhere"
+    elif found:
+        agrees = f"yes: copies at {', '.join(found)}"
+    else:
+        agrees = "no copy excess found at these N (the memoriser is caught)"
+    return {"this study (paper)": text, "agrees?": agrees, "source": "audits, copy-excess rows"}
 
 
 def claims() -> list[dict]:

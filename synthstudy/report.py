@@ -180,10 +180,11 @@ def timing_pieces(profile: str) -> dict[str, list[dict]]:
         entry = json.loads(line)
         done, total = entry.get("cells_computed", 1), entry.get("cells_total")
         runs_of = pieces.setdefault(entry["notebook"], [])
-        if entry.get("cells_before") == 0 or (done == total and not entry.get("interrupted")):
+        after_stop = bool(runs_of) and bool(runs_of[-1].get("interrupted"))   # resumes that piece, whatever it did
+        if not after_stop and (entry.get("cells_before") == 0 or (done == total and not entry.get("interrupted"))):
             runs_of[:] = [entry]                     # a fresh run: nothing was there before it
-        elif done > 0:
-            runs_of[:] = [e for e in runs_of if e.get("cells_computed", 1) > 0] + [entry]
+        elif done > 0 or after_stop or entry.get("interrupted"):
+            runs_of[:] = [e for e in runs_of if e.get("cells_computed", 1) > 0 or e.get("interrupted")] + [entry]
         elif not runs_of:
             runs_of.append(entry)
     return pieces
@@ -192,6 +193,9 @@ def timing_pieces(profile: str) -> dict[str, list[dict]]:
 def machine_of(entry: dict) -> str:
     """The machine of one timing line: the GPU where one did the work, else the CPU and its threads."""
     return entry.get("gpu") or f"{entry['cpu_model']} ({entry['threads']} threads)"
+
+
+MIXED_MACHINES = " of wall time added over the machines named (not one machine's time)"
 
 
 def timing_section(profile: str) -> str | None:
@@ -218,9 +222,11 @@ def timing_section(profile: str) -> str | None:
                      "git": " ".join(dict.fromkeys(p["git"] for p in parts)),
                      "finished": parts[-1]["finished"][:16].replace("T", " ")})
     total = sum(r["minutes"] for r in rows)
+    mixed = len({m for r in rows for m in r["machine"].split(" + ")}) > 1
     return "\n".join([f"### Wall time of `make reproduce PROFILE={profile}`", "",
                       (f"Each notebook's latest run, from `results/{profile}/reproduce.jsonl`; together "
-                       f"**{total:.0f} min**. A run stopped and resumed is the sum of its pieces (\"pieces\"), "
+                       f"**{total:.0f} min**{MIXED_MACHINES if mixed else ''}. A run stopped and resumed is the sum "
+                       "of its pieces (\"pieces\"), "
                        "each on the machine named; a notebook that reused cells from an earlier run (\"cells "
                        "computed\" below its total) took less than a first run would; generators trained into "
                        "`results/cache/` by an earlier notebook are reused without being counted here."), "",

@@ -7,8 +7,8 @@ from synthstudy import config, headline, report, runs
 PAPER = config.load_profile("paper")
 
 
-def paper_run(notebook, summary=None, findings=None):
-    run = runs.Run(notebook, "paper", PAPER, device="cpu")
+def paper_run(notebook, summary=None, findings=None, **overrides):
+    run = runs.Run(notebook, "paper", {**PAPER, **overrides}, device="cpu")
     run.write_table([])
     if summary is not None:
         runs.write_text(run.dir / "summary.csv", summary.to_csv(index=False))
@@ -41,14 +41,15 @@ def test_claims_read_the_verdicts_and_say_where_each_comes_from(isolated_results
         "-0.1 [-0.5, +0.3] pts, equivalent (p_Holm 0.02)."])
     rows = {r["question"]: r for r in headline.claims()}
     assert rows["How high does real data go?"]["this study (paper)"].startswith("real data, N = 55,000: 93.70")
-    assert rows["How high does real data go?"]["agrees?"] == "between VGG16 and WRN-28-10"
+    assert rows["How high does real data go?"]["agrees?"] == "above VGG16 / Capsule Network, below WRN-28-10"
     cas = rows["Is training on generated images alone below real? (CAS)"]
     assert cas["agrees?"] == "partly: 1 of 2 families below real" and "flow 92.10" in cas["this study (paper)"]
-    assert rows["Can generated data come within ~2 points of real?"]["agrees?"] == "yes"      # ratio 0.983
+    assert rows["Can generated data come within ~2 points of real?"]["agrees?"] == "yes: within GaFi's 2.03 points"
     assert rows["Is there an interior optimum σ for latent views?"]["agrees?"] == "yes"
     assert rows["Are generated views close to but below real views?"]["agrees?"] == "yes: below real"
     assert rows["Do more unique generated samples help?"]["agrees?"] == ("yes: a fixed pool is below the online "
-                                                                         "stream, the larger pool less so")
+                                                                         "stream (M=1,000: lower, M=10,000: "
+                                                                         "equivalent)")
     for pending in ("Across N: can generated data stand in for, or add to, N real images?",
                     "Does a generator copy its training images?"):
         assert rows[pending]["agrees?"] == "pending" and rows[pending]["source"] == "—"
@@ -83,5 +84,37 @@ def test_the_readme_keeps_quick_tables_a_clone_has_not_run_and_refuses_missing_m
 
 def test_mean_ci_and_verdict_parse_the_summary_formats():
     assert headline.mean_ci("82.98 ± 1.56") == (82.98, 1.56)
+    mean, half = headline.mean_ci("82.98")                               # one seed: no CI
+    assert mean == 82.98 and half != half
     assert headline.verdict_of("-10.57 [-12.12, -9.02] pts, lower (p_Holm 4.6e-05)") == "lower"
     assert headline.verdict_of("—") is None
+
+
+def copy_rows(generator, findings):
+    return [{"audit": "privacy", "generator": generator, "setting": setting,
+             "measure": "copy excess P(d_train<τ) − P(d_heldout<τ)", "value": "…", "finding": finding}
+            for setting, finding in findings]
+
+
+def test_copying_is_read_only_where_the_planted_memoriser_is_caught(isolated_results):
+    caught = [("N=100", "feature: copies: more samples within τ …; pixel: copies: …"),
+              ("N=1,000", "feature: copies: …; pixel: copies: …")]
+    flow = [("N=100", "feature: the seeds cannot tell; pixel: copies: more samples within τ …"),
+            ("N=1,000", "feature: the seeds cannot tell; pixel: the seeds cannot tell")]
+    paper_run("audits", pd.DataFrame(copy_rows("memoriser", caught) + copy_rows("flow", flow)))
+    assert headline.copying_row()["agrees?"] == "yes: copies at flow at N=100"
+    clean = [(s, "feature: no copy excess beyond the margin; pixel: the seeds cannot tell") for s, _ in flow]
+    paper_run("audits", pd.DataFrame(copy_rows("memoriser", caught) + copy_rows("flow", clean)))
+    assert headline.copying_row()["agrees?"].startswith("no copy excess found")
+    missed = [caught[0], ("N=1,000", "feature: the seeds cannot tell; pixel: the seeds cannot tell")]
+    paper_run("audits", pd.DataFrame(copy_rows("memoriser", missed) + copy_rows("flow", clean)))
+    assert headline.copying_row()["agrees?"].startswith("cannot tell: the planted memoriser")
+
+
+def test_a_run_with_overrides_in_the_paper_folder_is_not_read_as_the_paper_run(isolated_results):
+    paper_run("multiview", pd.DataFrame({"arm": ["untrained encoder"]}), findings=[
+        "- **σ sweep:** σ* = 0.7 (best mean on validation); interior optimum supported: …"], generator="flow")
+    assert not headline.finished("multiview") and headline.run_label("multiview") == "paper+overrides"
+    row = headline.sigma_row()
+    assert row["agrees?"] == "pending" and "paper+overrides" in row["this study (paper)"]
+    assert headline.section() is None                                   # nothing of the paper profile itself

@@ -90,8 +90,12 @@ def test_timing_section_shows_each_notebooks_latest_execution_and_what_it_comput
     reproduce.log_timing("quick", "multiview", 600.0, 5, 5, before=0)
     reproduce.log_timing("quick", "multiview", 60.0, 2, 2, before=0, interrupted="KeyboardInterrupt")
     reproduce.log_timing("quick", "multiview", 120.0, 3, 5, before=2)
+    # a fresh run killed inside its first cell (nothing recorded), then resumed: both pieces count
+    reproduce.log_timing("quick", "report", 120.0, 0, 0, before=0, interrupted="SystemExit")
+    reproduce.log_timing("quick", "report", 60.0, 1, 1, before=0)
     text = report.timing_section("quick")
-    assert "together **56 min**" in text                                # 15 + 20 + 15 + 3 + 3
+    assert "together **59 min**" in text                                # 15 + 20 + 15 + 3 + 3 + 3
+    assert "| report | 3 | 2 | 1 of 1 |" in text
     assert "| baseline | 15 | 2 | 36 of 36 |" in text and "| generators | 20 | 1 | not logged |" in text
     assert "| scaling | 15 | 1 | 10 of 10 |" in text and "| multiview | 3 | 2 | 5 of 5 |" in text
     audits = next(line for line in text.splitlines() if line.startswith("| audits"))
