@@ -4,7 +4,8 @@ For each guidance weight: sample a balanced synthetic pool as large as the real 
 flow (the generators notebook's cached model; guidance is a sampler setting, so nothing is retrained), train the
 profile's CAS classifier on it (the baseline's budget at N = the pool), and score it on the 5,000-image validation
 split. The test column is printed for the record and never used to choose. Also prints FID against validation in
-the domain feature space, the number the default was chosen on. About a minute per weight and seed on a GPU; 5-10 min on 2 cores (sampling and a 6,000-step classifier):
+the domain feature space, the number the default was chosen on. About a minute per weight and seed on a
+GPU; 5-10 min on 2 cores (sampling and a 6,000-step classifier):
 
     python scripts/flow_guidance_cas.py --profile paper --guidance 1 1.5 2 3 --seeds 0 1 [--device cuda]
 """
