@@ -66,7 +66,8 @@ def test_bench_wall_clock_point_reports_throughput_within_its_ceiling(isolated_r
     assert any(label.startswith("GEMM") for label in ceiling["probes"])
     assert any(label.startswith("conv") for label in ceiling["probes"])
     share = re.search(r"\| [\d.]+ \((\d+)% of (\d+)\) \|", out)              # the GFLOP/s (% of ceiling) cell
-    assert share and 0 < int(share.group(1)) <= 100 and int(share.group(2)) == round(ceiling["gflops"])
+    # the share rounds to 0% when the machine is busy (seen beside a long run): only its bounds are asserted
+    assert share and 0 <= int(share.group(1)) <= 100 and int(share.group(2)) == round(ceiling["gflops"])
     assert f"Ceiling ({ceiling['threads']} thread(s)): {ceiling['gflops']:.0f} GFLOP/s = {ceiling['source']}" in out
     # the README's generated section shows both tables from the record, the main one first
     assert bench.main(["--dataset", "digits", "--budgets", "2k", "--points", "--seeds", "0"]) == 0

@@ -70,10 +70,11 @@ def test_counted_classifier_cells_are_the_distinct_keys_the_notebooks_build(smok
 def test_multiview_counts_cells_whatever_sigma_star_is(smoke_params):
     P = smoke_params["multiview"]
     seeds, method_seeds = len(P.seeds), len(P.seeds) + len(P.mv_extra_seeds)
-    # floor + real SimCLR + SupCon per method seed, real 2x; the sweep; at sigma*: 2x, the control's conditional and
-    # label-free arms (the headline at sigma* is a sweep cell); the anchor pools
+    # the floor's initialisations, real SimCLR and SupCon per method seed, real 2x; the sweep; at sigma*: 2x, the
+    # control's conditional and label-free arms (the headline at sigma* is a sweep cell); the anchor pools
     control_differs = P.control_generator != P.generator
-    expected = (3 * method_seeds + seeds + len(P.sigmas) * seeds + seeds + len(P.mv_extra_seeds)
+    assert P.mv_floor_inits > 1                                          # smoke exercises the floor's average
+    expected = ((P.mv_floor_inits + 2) * method_seeds + seeds + len(P.sigmas) * seeds + seeds + len(P.mv_extra_seeds)
                 + method_seeds * (1 + control_differs) + len(P.anchor_pools) * seeds)
     assert len(estimate.multiview_keys(P)) == expected
     plan = estimate.plan({"multiview": P})[0]
@@ -97,7 +98,8 @@ def test_every_counted_unit_is_priced_by_the_calibration(smoke_params):
     used = set().union(*(p.work for p in plans))
     assert used <= set(costs.seconds), f"units without a measured cost: {sorted(used - set(costs.seconds))}"
     assert all(costs.seconds[u] > 0 for u in used)
-    assert "CPU" in costs.machine and costs.calibration_seconds < 60
+    # how long calibrating takes depends on the machine's load (75 s seen beside a busy run): not asserted here
+    assert "CPU" in costs.machine and costs.calibration_seconds > 0
 
 
 def test_paper_costs_more_than_quick_and_quick_more_than_smoke():
