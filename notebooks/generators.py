@@ -73,7 +73,7 @@ import functools
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 from synthstudy import analysis_scaling, cells, config, generators, metrics, plots, quality, runs, train
 
@@ -138,6 +138,22 @@ for ax, (gen_name, curve, values) in zip(axes[0], curves):
     ax.set_title(f"{gen_name}: {curve}", fontsize=9)
     ax.set_xlabel("step")
 plots.save(fig, "generators_training_curves", run.dir)
+
+# %% [markdown]
+# ## Validation FID against the training budget
+# Losses do not say when a generator stops improving. `scripts/generator_curves.py` fits each family at several
+# budgets (each its own fit, cached like every generator) and scores FID and recall on validation; where it has run
+# for this profile its table and figure show here, with this profile's and the other's stop points (`gen_steps`).
+
+# %%
+curves = runs.results_root() / P.profile / "generator_curves"
+if (curves / "curves.csv").is_file():
+    display(pd.read_csv(curves / "curves.csv")[["generator", "gen_steps", "fid", "recall", "precision",
+                                                 "fit_seconds", "device"]])
+    display(Image(filename=str(curves / "figures" / "generator_fid_curves.png")))
+else:
+    print(f"no budget curves for {P.profile!r} yet: python scripts/generator_curves.py --profile {P.profile} "
+          f"(minutes on a GPU)")
 
 # %% [markdown]
 # ## CAS: a classifier trained only on generated images, scored on the real test split
