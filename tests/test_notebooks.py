@@ -54,12 +54,16 @@ def test_notebook_runs_on_smoke_and_records_its_cells(name, isolated_results):
 @pytest.mark.notebook
 def test_report_reads_the_records_and_writes_html_without_touching_the_repo(smoke_baseline, isolated_results):
     copy_baseline(smoke_baseline, isolated_results)
+    # the committed paper baseline beside it: the page shows the headline and that profile's section too
+    shutil.copytree(ROOT / "results" / "paper" / "baseline", isolated_results / "paper" / "baseline")
     figures_before = sorted(p.name for p in (ROOT / "figures").glob("*"))
     readme_before = (ROOT / "README.md").read_text()
     reproduce.execute("report", "smoke", progress=False)
     html = (isolated_results / "smoke" / "report" / "report.html").read_text()
     assert "Real-data baseline" in html and "| 50 |" not in html          # the table is rendered, not raw markdown
     assert "baseline_accuracy_vs_n" in html and "data:image/png;base64" in html   # figures embedded
+    assert "Headline: the <code>paper</code> profile" in html and "The <code>paper</code> profile" in html
+    assert "How high does real data go?" in html and "(paper)" in html
     # the smoke profile publishes nothing: figures/ and README.md are as they were
     assert sorted(p.name for p in (ROOT / "figures").glob("*")) == figures_before
     assert (ROOT / "README.md").read_text() == readme_before
