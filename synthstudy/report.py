@@ -201,7 +201,8 @@ MIXED_MACHINES = " of wall time added over the machines named (not one machine's
 def timing_section(profile: str) -> str | None:
     """How long each notebook's latest run took, from results/<profile>/reproduce.jsonl: the sum of its pieces
     (`timing_pieces`), how many cells they computed (the rest were reused) and on which machines. Only a run that
-    computed all its cells in pieces on one machine is a first-run time for that machine."""
+    computed all its cells in pieces on one machine is a first-run time for that machine. A line's `note` (what the
+    log alone cannot say, e.g. that the machine was shared) is listed under the table."""
     pieces = timing_pieces(profile)
     order = [nb for nb in (*runs.STUDY_NOTEBOOKS, "report") if pieces.get(nb)]
     if not order:
@@ -230,7 +231,8 @@ def timing_section(profile: str) -> str | None:
                        "each on the machine named; a notebook that reused cells from an earlier run (\"cells "
                        "computed\" below its total) took less than a first run would; generators trained into "
                        "`results/cache/` by an earlier notebook are reused without being counted here."), "",
-                      markdown_table(pd.DataFrame(rows))])
+                      markdown_table(pd.DataFrame(rows)),
+                      *[f"\n- `{nb}`: {p['note']}" for nb in order for p in pieces[nb] if p.get("note")]])
 
 
 def study_runs(profile: str) -> dict[str, Path]:

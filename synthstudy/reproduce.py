@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from . import config, runs
-from .runs import EXECUTORS, PROJECT_ROOT, atomic_path, results_root
+from .runs import EXECUTORS, PROJECT_ROOT, atomic_path, git_state, results_root
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 # Execution order: later notebooks read what earlier ones cached (the baseline first); the report reads them all.
@@ -83,7 +83,7 @@ def accelerator(device: str) -> str | None:
 
 def log_timing(profile: str, name: str, seconds: float, computed: int | None = None,
                total: int | None = None, gpu: str | None = None, interrupted: str | None = None,
-               before: int | None = None) -> None:
+               before: int | None = None, git: str | None = None) -> None:
     """Append one line per executed notebook to results/<profile>/reproduce.jsonl: how long it took, how many of
     its cells it computed (the rest were reused), on which CPU, at which commit. The README's timing table is
     generated from this log (`report.timing_section`): a first run with an empty cache computes every cell and
@@ -92,11 +92,11 @@ def log_timing(profile: str, name: str, seconds: float, computed: int | None = N
     finished cells are kept and the next execution resumes from them, so a run's cost is the sum of its pieces."""
     import json
 
-    from .runs import cpu_model, git_state
+    from .runs import cpu_model
     from .train import cpu_threads
     line = {"notebook": name, "profile": profile, "seconds": round(seconds, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu_model": cpu_model(),
-            "threads": cpu_threads(), "git": git_state().get("sha", "")[:8]}
+            "threads": cpu_threads(), "git": (git or git_state().get("sha", ""))[:8]}
     if computed is not None:
         line.update(cells_computed=computed, cells_total=total)
     if before is not None:
@@ -129,6 +129,7 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
     output = out_dir / f"{name}.ipynb"
     gpu = accelerator(str(values.get("device", "auto")))
     before = cell_counts(profile, name, time.time())[1]
+    git = git_state().get("sha", "")            # the code the execution started with (commits may land meanwhile)
     start, started_at = time.perf_counter(), time.time()
     try:
         # log_output streams what the notebook prints (one summary line per finished grid cell) to this terminal
@@ -136,11 +137,11 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
                                    cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=progress)
     except BaseException as stop:        # Ctrl-C, SIGTERM (see main), a failing cell: log the piece, then stop
         log_timing(profile, name, time.perf_counter() - start, *cell_counts(profile, name, started_at), gpu=gpu,
-                   interrupted=type(stop).__name__, before=before)
+                   interrupted=type(stop).__name__, before=before, git=git)
         raise
     input_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
-    log_timing(profile, name, seconds, *cell_counts(profile, name, started_at), gpu=gpu, before=before)
+    log_timing(profile, name, seconds, *cell_counts(profile, name, started_at), gpu=gpu, before=before, git=git)
     print(f"[reproduce] {name} on {profile}: {seconds:.0f} s -> {output}", flush=True)
     if name == "report":
         from .report import export_html

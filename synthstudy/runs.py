@@ -17,6 +17,7 @@ to a temporary file in the same folder and is renamed into place, so a killed ru
 """
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -115,6 +116,13 @@ def stable_hash(obj: Any, length: int = 12) -> str:
 
 
 def git_state() -> dict:
+    """The commit (and whether tracked files differ from it) of the code this process runs: read once, when first
+    asked, so records written hours into a run name the code it started with, not commits made meanwhile."""
+    return dict(_git_state())
+
+
+@functools.lru_cache(maxsize=1)
+def _git_state() -> dict:
     def git(*args):
         return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
     try:
