@@ -213,7 +213,10 @@ def timing_section(profile: str) -> str | None:
         last = parts[-1]
         if "cells_total" not in last:
             return "not logged"
-        return f"{sum(p.get('cells_computed', 0) for p in parts):,} of {last['cells_total']:,}"
+        done = sum(p.get("cells_computed", 0) for p in parts)
+        if last.get("interrupted"):                 # stopped before its end: the total is not known yet
+            return f"{done:,} so far (stopped: {last['interrupted']})"
+        return f"{done:,} of {last['cells_total']:,}"
     rows = []
     for nb in order:
         parts = pieces[nb]

@@ -96,6 +96,8 @@ def test_timing_section_shows_each_notebooks_latest_execution_and_what_it_comput
     text = report.timing_section("quick")
     assert "together **59 min**" in text                                # 15 + 20 + 15 + 3 + 3 + 3
     assert "| report | 3 | 2 | 1 of 1 |" in text
+    reproduce.log_timing("quick", "report", 30.0, 2, 2, before=0, interrupted="SystemExit")   # a new run, stopped
+    assert "| report | 0.5 | 1 | 2 so far (stopped: SystemExit) |" in report.timing_section("quick")
     assert "| baseline | 15 | 2 | 36 of 36 |" in text and "| generators | 20 | 1 | not logged |" in text
     assert "| scaling | 15 | 1 | 10 of 10 |" in text and "| multiview | 3 | 2 | 5 of 5 |" in text
     audits = next(line for line in text.splitlines() if line.startswith("| audits"))
