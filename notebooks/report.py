@@ -49,8 +49,7 @@ display(Markdown(f"Runs found for profile `{P.profile}`: " + ", ".join(f"`{nb}`"
 
 # %%
 for notebook, run_dir in found.items():
-    section = (report.baseline_section(P.profile) if notebook == "baseline"
-               else report.notebook_section(P.profile, notebook)) or f"### {notebook}"
+    section = report.section(P.profile, notebook) or f"### {notebook}"
     # figures are shown from the run folder: the README's figures/ links are only valid once published
     display(Markdown("\n".join(line for line in section.splitlines() if not line.startswith("!["))))
     for png in sorted((run_dir / "figures").glob("*.png")):
@@ -68,8 +67,7 @@ if headline.started():
 for other in [name for name in ("paper", "quick") if name != P.profile and report.study_runs(name)]:
     display(Markdown(f"## The `{other}` profile"))
     for notebook, run_dir in report.study_runs(other).items():
-        section = (report.baseline_section(other) if notebook == "baseline"
-                   else report.notebook_section(other, notebook)) or f"### {notebook}"
+        section = report.section(other, notebook) or f"### {notebook}"
         display(Markdown("\n".join(line for line in section.splitlines() if not line.startswith("!["))))
         for stem in report.HEADLINE_FIGURES.get(notebook, ["baseline_accuracy_vs_n"]):
             if (run_dir / "figures" / f"{stem}.png").is_file():

@@ -268,7 +268,8 @@ def section() -> str | None:
     """The README's headline block (markdown), or None where the paper run has not started."""
     if not started():
         return None
-    from .report import baseline_section, notebook_section, timing_section
+    from .report import section as notebook_markdown
+    from .report import timing_section
     rows = claims()
     lines = ["### Headline: the `paper` profile", "",
              run_status() + " " + profiles_differ(), "",
@@ -282,8 +283,7 @@ def section() -> str | None:
     lines.append("")
     timing = timing_section(PROFILE)
     parts = [timing] if timing else []
-    parts += [baseline_section(PROFILE, run_figures=True) if nb == "baseline"
-              else notebook_section(PROFILE, nb, run_figures=True) for nb in runs.STUDY_NOTEBOOKS if finished(nb)]
+    parts += [notebook_markdown(PROFILE, nb, run_figures=True) for nb in runs.STUDY_NOTEBOOKS if finished(nb)]
     lines += ["<details><summary>The paper run's tables, figures and wall time</summary>", "",
               "\n\n".join(p for p in parts if p), "", "</details>"]
     return "\n".join(lines)

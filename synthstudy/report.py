@@ -129,6 +129,12 @@ def notebook_section(profile: str, notebook: str, run_figures: bool = False) -> 
     return "\n".join(lines)
 
 
+def section(profile: str, notebook: str, run_figures: bool = False) -> str | None:
+    """One notebook's README section: the baseline's (its curve and budget checks) or any other's summary."""
+    return (baseline_section(profile, run_figures) if notebook == "baseline"
+            else notebook_section(profile, notebook, run_figures))
+
+
 def bench_section() -> str | None:
     path = runs.results_root() / "bench" / "bench.json"
     if not path.is_file():
@@ -167,9 +173,8 @@ def bench_section() -> str | None:
 def timing_pieces(profile: str) -> dict[str, list[dict]]:
     """Per notebook, the executions (lines of results/<profile>/reproduce.jsonl, written by `make reproduce`) that
     make up its latest run: a fresh run (no cell there before it) or a complete one (it computed every cell) starts a
-    new run; an execution that
-    computed some cells (a resumed piece, after an interruption or on another machine) adds to it; one that computed
-    none (a rerun of the analysis) counts only where nothing else is logged."""
+    new run; an execution that computed some cells (a resumed piece, after an interruption or on another machine)
+    adds to it; one that computed none (a rerun of the analysis) counts only where nothing else is logged."""
     path = runs.results_root() / profile / "reproduce.jsonl"
     pieces: dict[str, list[dict]] = {}
     if not path.is_file():
@@ -248,8 +253,7 @@ def study_runs(profile: str) -> dict[str, Path]:
 def sections(profile: str) -> list[str]:
     """The README's results section as markdown parts: the baseline, every other notebook, the benchmark."""
     found = study_runs(profile)
-    parts = [baseline_section(profile) if "baseline" in found else None]
-    parts += [notebook_section(profile, nb) for nb in found if nb != "baseline"]
+    parts = [section(profile, nb) for nb in found]
     return [p for p in (timing_section(profile), *parts, bench_section()) if p]
 
 

@@ -129,7 +129,7 @@ def execute(name: str, profile: str, overrides: dict | None = None, kernel: str 
     output = out_dir / f"{name}.ipynb"
     gpu = accelerator(str(values.get("device", "auto")))
     before = cell_counts(profile, name, time.time())[1]
-    git = git_state().get("sha", "")            # the code the execution started with (commits may land meanwhile)
+    git = git_state().get("sha", "")            # the commit this run started from (read once per process)
     start, started_at = time.perf_counter(), time.time()
     try:
         # log_output streams what the notebook prints (one summary line per finished grid cell) to this terminal
