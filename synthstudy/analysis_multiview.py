@@ -5,7 +5,9 @@ constructed tables (tests/test_analysis_multiview.py) and the notebook only call
 the study's shared helpers in `synthstudy.metrics` (paired t per seed, Holm, TOST equivalence, budget check); this
 module only decides which arms are compared with which, on which split:
 
-- selection (σ*) and the interior-optimum verdict use **validation** accuracy only; test accuracy is reported;
+- selection (σ*) uses **validation** accuracy only; the interior-optimum verdict then tests the chosen σ* against
+  the ends of the range on **test**, which the choice never saw: tested on the validation cells it was picked
+  from, σ* would win by its own selection noise (winner's curse) and the verdict would lean to "supported";
 - the method, floor, label-free control and anchor-pool verdicts are on **test** accuracy (nothing is chosen there);
 - every comparison the notebook prints is one Holm family (`family`), so each verdict is corrected for all others.
 
@@ -119,26 +121,33 @@ def _text(v) -> str:
     return f"σ={v:g}" if isinstance(v, float) else str(v)
 
 
-def sweep_comparisons(sweep: pd.DataFrame, sigma_star: float, margin: float, ends_only: bool = True) -> pd.DataFrame:
-    """The ends of the swept range (or, `ends_only=False`, every σ) against σ* on **validation** probe accuracy,
-    paired on seeds (question 'σ vs σ*'). The interior verdict needs only the ends; every extra test in the
+def sweep_comparisons(sweep: pd.DataFrame, sigma_star: float, margin: float, ends_only: bool = True,
+                      value: str = TEST) -> pd.DataFrame:
+    """The ends of the swept range (or, `ends_only=False`, every σ) against σ* (chosen on validation), paired on
+    seeds (question 'σ vs σ*'), on **test** probe accuracy by default: held out from the choice, so σ*'s own
+    selection noise cannot make it win. The interior verdict needs only the ends; every extra test in the
     notebook's Holm family costs the other verdicts power."""
     table = sweep.assign(sigma=sweep["sigma"].astype(float))
     ends = [float(table["sigma"].min()), float(table["sigma"].max())] if ends_only else None
-    rows = metrics.paired_comparisons(table, value=VAL, arm="sigma", reference=float(sigma_star), margin=margin,
+    rows = metrics.paired_comparisons(table, value=value, arm="sigma", reference=float(sigma_star), margin=margin,
                                       candidates=ends)
-    return _tagged(rows, "σ vs σ*", VAL, arm="sigma")
+    return _tagged(rows, "σ vs σ*", value, arm="sigma")
 
 
 def interior_optimum(family: pd.DataFrame, sigmas, sigma_star: float) -> dict:
-    """The interior-optimum verdict on validation, from the Holm-corrected family.
+    """The interior-optimum verdict from the Holm-corrected family's 'σ vs σ*' rows (`sweep_comparisons`: σ*
+    chosen on validation, the ends compared with it on the split those rows name, test by default).
 
     'supported' when σ* lies strictly inside the swept range and both ends are lower than σ* (paired, Holm);
     'not supported' when σ* is an end of the range, or an end is equivalent to σ* (a plateau, not a peak);
     'inconclusive' otherwise. Returns {"verdict", "text", "ends": {σ: verdict of σ vs σ*}}.
     """
     low, high = min(sigmas), max(sigmas)
-    rows = family[(family["question"] == "σ vs σ*") & (family["split"] == "validation")]
+    rows = family[family["question"] == "σ vs σ*"]
+    splits = set(rows["split"])
+    if len(splits) > 1:
+        raise ValueError(f"the family holds 'σ vs σ*' rows on several splits ({sorted(splits)}); give it one")
+    on = f"on {splits.pop() if splits else 'test'}, σ* chosen on validation"
     ends = {}
     for end in (low, high):
         if end != sigma_star:
@@ -149,16 +158,16 @@ def interior_optimum(family: pd.DataFrame, sigmas, sigma_star: float) -> dict:
         side = "lower" if sigma_star == low else "upper"
         return {"verdict": "not supported", "ends": ends,
                 "text": f"not supported: σ* = {sigma_star:g} is the {side} end of the swept range "
-                        f"[{low:g}, {high:g}] (validation); {detail}"}
+                        f"[{low:g}, {high:g}] (chosen on validation); {detail}"}
     if all(v == "lower" for v in ends.values()):
         return {"verdict": "supported", "ends": ends,
-                "text": f"supported: σ* = {sigma_star:g} beats both ends on validation ({detail}; paired, Holm)"}
+                "text": f"supported: σ* = {sigma_star:g} beats both ends {on} ({detail}; paired, Holm)"}
     if any(v == "equivalent" for v in ends.values()):
         return {"verdict": "not supported", "ends": ends,
-                "text": f"not supported: an end is equivalent to σ* = {sigma_star:g} on validation, a plateau "
+                "text": f"not supported: an end is equivalent to σ* = {sigma_star:g} {on}, a plateau "
                         f"rather than a peak ({detail})"}
     return {"verdict": "inconclusive", "ends": ends,
-            "text": f"inconclusive: σ* = {sigma_star:g} is interior but not above both ends on validation "
+            "text": f"inconclusive: σ* = {sigma_star:g} is interior but not above both ends {on} "
                     f"({detail}); more seeds would tell"}
 
 

@@ -57,6 +57,22 @@ def test_interior_optimum_verdicts(vals, verdict):
     assert A.interior_optimum(family, list(vals), star)["verdict"] == verdict
 
 
+def test_interior_verdict_is_tested_on_test_not_on_the_validation_it_was_chosen_from():
+    # validation shows a peak at σ = 1 that test does not: the selection's own noise. Tested on validation the
+    # verdict would read "supported"; held out on test, the ends are equivalent to σ* and it reads "not supported"
+    sweep = sweep_table({0.1: 0.80, 1.0: 0.85, 2.0: 0.81}, test_by_sigma={0.1: 0.850, 1.0: 0.850, 2.0: 0.851})
+    star = A.choose_sigma(sweep)
+    assert star == 1.0
+    on_test = A.family([A.sweep_comparisons(sweep, star, margin=0.01)])
+    assert set(on_test["split"]) == {"test"}
+    verdict = A.interior_optimum(on_test, [0.1, 1.0, 2.0], star)
+    assert verdict["verdict"] == "not supported" and "on test, σ* chosen on validation" in verdict["text"]
+    on_val = A.family([A.sweep_comparisons(sweep, star, margin=0.01, value=A.VAL)])
+    assert A.interior_optimum(on_val, [0.1, 1.0, 2.0], star)["verdict"] == "supported"
+    with pytest.raises(ValueError, match="several splits"):
+        A.interior_optimum(A.family([on_test, on_val]), [0.1, 1.0, 2.0], star)
+
+
 def test_floor_pool_and_control_comparisons_share_one_holm_family():
     methods = pd.DataFrame(rows(A.FLOOR, 0.77, 0.76) + rows("real · SimCLR · pixel", 0.84, 0.835)
                            + rows("gen", 0.86, 0.85) + rows("gen · label-free", 0.80, 0.79))
