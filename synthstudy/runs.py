@@ -462,13 +462,15 @@ def _read_record(path: Path, key: dict) -> dict | None:
 def cached(kind: str, key: dict, build: Callable[[], Any], root: Path | None = None) -> Any:
     """Return the artifact made by `build()` for `key`, building and saving it (torch.save) only on a miss.
 
-    The cache folder is `results/cache/<kind>/<hash of key>/`, holding `artifact.pt` and `key.json`.
+    The cache folder is `results/cache/<kind>/<hash of key>/`, holding `artifact.pt` and `key.json`. An artifact
+    saved on a GPU loads there again where CUDA exists, and on the CPU where it does not (a cache made on a lent
+    GPU and resumed on a laptop: torch.load alone refuses CUDA tensors on a CPU-only machine).
     """
     import torch
     folder = Path(root or results_root()) / "cache" / kind / stable_hash(key)
     path = folder / "artifact.pt"
     if path.is_file():
-        return torch.load(path, weights_only=False)
+        return torch.load(path, weights_only=False, map_location=None if torch.cuda.is_available() else "cpu")
     artifact = build()
     save_torch(path, artifact)
     write_json(folder / "key.json", key)

@@ -89,6 +89,19 @@ def test_cache_builds_once_and_returns_the_same_artifact(isolated_results):
     assert len(builds) == 2 and np.array_equal(a["weights"], b["weights"]) and c is not None
 
 
+def test_cache_made_on_a_gpu_loads_on_a_cpu_only_machine(isolated_results, monkeypatch):
+    """A cache filled on a lent GPU (artifacts saved as CUDA tensors) and resumed on a laptop: the paper run's audits
+    stopped here once. Saving with the storage location forced to cuda:0 writes such a file on any machine."""
+    import torch
+    import torch.serialization
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        runs.cached("demo", {"gpu": True}, lambda: {"weights": torch.arange(3.0)})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = runs.cached("demo", {"gpu": True}, lambda: pytest.fail("the cached artifact was rebuilt"))
+    assert loaded["weights"].device.type == "cpu" and loaded["weights"].tolist() == [0.0, 1.0, 2.0]
+
+
 def test_killed_grid_resumes_without_corrupt_or_duplicate_records(tmp_path):
     """Kill a grid mid-cell with SIGKILL, rerun it: every record parses and each cell appears once."""
     script = tmp_path / "grid.py"
