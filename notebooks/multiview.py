@@ -70,7 +70,7 @@ view_noise: str = "variance_preserving"   # neighbour (z + σε)/√(1+σ²) kee
                                   # "additive" z + σε (GenRep) decodes off-prior latents at large σ
 latent_truncation: float = 0.0    # |z| bound for latent views in prior standard deviations; 0 means off
 anchor_pools: list = [1000]       # fixed anchor-pool sizes M vs online, which draws 51,200 fresh latents
-                                  # (mv_steps x mv_batch_size): M of 1,000 is seen 51 times (paper: 1k, 10k, 100k)
+                                  # (mv_steps x mv_batch_size): M of 1,000 is seen 51 times (paper: 1k and 10k)
 mv_probe_size: int = 10000        # real pool images (stratified) the linear probe and k-NN are fitted on; or "all".
                                   # Measured on validation (real SimCLR, 450 steps, seeds 0-2, 2-core Xeon): probe
                                   # 5,000 / 10,000 / 20,000 -> 83.5 / 84.3 / 84.2% (untrained floor 77.5/78.7/79.2);

@@ -147,7 +147,8 @@ def interior_optimum(family: pd.DataFrame, sigmas, sigma_star: float) -> dict:
     splits = set(rows["split"])
     if len(splits) > 1:
         raise ValueError(f"the family holds 'σ vs σ*' rows on several splits ({sorted(splits)}); give it one")
-    on = f"on {splits.pop() if splits else 'test'}, σ* chosen on validation"
+    split = splits.pop() if splits else "test"
+    on = f"on {split}, σ* chosen on validation"
     ends = {}
     for end in (low, high):
         if end != sigma_star:
@@ -158,7 +159,7 @@ def interior_optimum(family: pd.DataFrame, sigmas, sigma_star: float) -> dict:
         side = "lower" if sigma_star == low else "upper"
         return {"verdict": "not supported", "ends": ends,
                 "text": f"not supported: σ* = {sigma_star:g} is the {side} end of the swept range "
-                        f"[{low:g}, {high:g}] (chosen on validation); {detail}"}
+                        f"[{low:g}, {high:g}] (chosen on validation); on {split}: {detail}"}
     if all(v == "lower" for v in ends.values()):
         return {"verdict": "supported", "ends": ends,
                 "text": f"supported: σ* = {sigma_star:g} beats both ends {on} ({detail}; paired, Holm)"}
