@@ -4,14 +4,25 @@ each family's curve flattens, and where the quick and paper profiles stop (`gen_
 Each budget is its own fit on the whole pool (the families' schedules span their budget, like the bench's), cached
 in results/cache/ like every generator, so a rerun only scores. Scored on validation only (FID, KID, precision,
 recall, density, coverage of `quality_samples` samples against as many validation images); the test split is never
-loaded. Writes results/<profile>/generator_curves/curves.csv (a row per family and budget, rewritten after each)
-and figures/generator_fid_curves.png there; the generators notebook shows them when present. Minutes on a GPU:
+loaded. Writes results/<profile>/generator_curves/curves-<family>.csv (a row per budget, rewritten after each, so
+one process per family can share a GPU), then curves.csv (every family's rows) and figures/generator_fid_curves.png
+there; the generators notebook shows them when present. Minutes on a GPU:
 
     python scripts/generator_curves.py --profile paper --families flow cgan cvae --steps 500 1000 2000 4000 8000
+
+A family's settings can be changed with `--config key=value ...` (JSON values: numbers, true/false, "strings") under
+a `--label` that names the variant in the table and the figure; `--cas-seeds` adds validation CAS per budget
+(`cells.pool_cas`: a pool as large as the real one, the profile's classifier; test recorded, never chosen on), and
+`--gen-seeds` refits with several training seeds (the figure shows each variant's first seed):
+
+    python scripts/generator_curves.py --profile paper --families cgan --steps 3000 --label cgan-mbstd-ms \
+        --config minibatch_std=true mode_seeking=1 --cas-seeds 0 1
+    python scripts/generator_curves.py --profile paper --families cvae --steps 2000 --gen-seeds 0 1 2 --cas-seeds 0
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from synthstudy import cells, config, data, generators, quality, runs, train
@@ -24,6 +35,10 @@ def main() -> None:
     ap.add_argument("--profile", default="quick", choices=config.profiles())
     ap.add_argument("--families", nargs="+", default=["flow", "cgan", "cvae"])
     ap.add_argument("--steps", type=int, nargs="+", default=[500, 1000, 2000, 4000, 8000])
+    ap.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE", help="family settings (JSON values)")
+    ap.add_argument("--label", help="the variant's name in the table (default: the family's)")
+    ap.add_argument("--cas-seeds", type=int, nargs="*", default=[], help="validation CAS with these seeds")
+    ap.add_argument("--gen-seeds", type=int, nargs="+", help="generator training seeds (default: the profile's)")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args()
     unknown = [f for f in a.families if f not in generators.available()]
@@ -31,6 +46,14 @@ def main() -> None:
         raise SystemExit(f"--families {unknown}: allowed values: {', '.join(generators.available())}")
     if any(s < 1 for s in a.steps):
         raise SystemExit(f"--steps {a.steps}: allowed values are positive integers")
+    settings = parse_config(a.config)
+    if (settings or a.label) and len(a.families) != 1:
+        raise SystemExit("--config / --label: allowed with exactly one of --families")
+    for family in a.families:
+        try:
+            generators.create(family, (1, 28, 28), 10, **settings)       # refuse bad settings before any compute
+        except ValueError as err:
+            raise SystemExit(f"--config: {err}") from None
     import pandas as pd
     P = config.load_profile(a.profile)
     ctx = cells.context(P["dataset"], P["val_size"])
@@ -39,26 +62,51 @@ def main() -> None:
     extractor = quality.domain_extractor(ctx.pool, P["dataset"], steps=P["extractor_steps"], seed=0,
                                          device=a.device, progress=False)
     out_dir = runs.results_root() / a.profile / CURVES_DIR
-    path = out_dir / "curves.csv"
-    rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
-    done = {(r["generator"], int(r["gen_steps"])) for r in rows}
     for family in a.families:
-        for steps in sorted(a.steps):
-            if (family, steps) in done:
+        label = a.label or family
+        path = out_dir / f"curves-{label}.csv"
+        rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+        done = {(int(r["gen_steps"]), int(r["gen_seed"])) for r in rows}
+        for steps, gen_seed in [(s, g) for s in sorted(a.steps) for g in a.gen_seeds or [P["gen_seed"]]]:
+            if (steps, gen_seed) in done:
                 continue
             start = time.perf_counter()
             gen, _ = generators.fit_on_subset(family, ctx.pool, dataset=P["dataset"], n="all", subset_seed=0,
-                                              steps=steps, seed=P["gen_seed"], device=a.device, progress=False)
+                                              steps=steps, seed=gen_seed, config=settings, device=a.device,
+                                              progress=False)
             scores = quality.sample_quality(extractor, reference, generators.sample_pool(gen, samples, seed=0),
                                             per_class=False)
-            rows.append({"generator": family, "gen_steps": steps, "dataset": P["dataset"], "samples": samples,
+            cas = [cells.pool_cas(gen, ctx, P, seed, a.device) for seed in a.cas_seeds]
+            rows.append({"generator": label, "family": family, "config": json.dumps(settings, sort_keys=True),
+                         "gen_steps": steps, "gen_seed": gen_seed, "dataset": P["dataset"], "samples": samples,
                          **{k: scores[k] for k in ("fid", "kid", "precision", "recall", "density", "coverage")},
+                         "cas_seeds": " ".join(map(str, a.cas_seeds)),
+                         "cas_val": " ".join(f"{c['val_accuracy']:.4f}" for c in cas),
+                         "cas_test": " ".join(f"{c['test_accuracy']:.4f}" for c in cas),
                          "fit_seconds": gen.history.get("seconds"), "seconds": time.perf_counter() - start,
                          "device": str(train.resolve_device(a.device)), "machine": runs.cpu_model()})
             runs.write_text(path, pd.DataFrame(rows).to_csv(index=False))        # atomic: resumable after a kill
-            print(f"{family} {steps} steps: FID {scores['fid']:.2f}, recall {scores['recall']:.2f}, "
-                  f"precision {scores['precision']:.2f} ({time.perf_counter() - start:.0f} s)", flush=True)
-    plot(pd.DataFrame(rows), out_dir)
+            print(f"{label} {steps} steps, seed {gen_seed}: FID {scores['fid']:.2f}, recall {scores['recall']:.2f}, "
+                  f"precision {scores['precision']:.2f}, validation CAS {rows[-1]['cas_val'] or '-'} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    table = pd.concat([pd.read_csv(f) for f in sorted(out_dir.glob("curves-*.csv"))], ignore_index=True)
+    runs.write_text(out_dir / "curves.csv", table.to_csv(index=False))
+    plot(table, out_dir)
+
+
+def parse_config(items: list[str]) -> dict:
+    """['mode_seeking=1', 'minibatch_std=true'] -> {'mode_seeking': 1, 'minibatch_std': True}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--config {item!r}: allowed: KEY=VALUE, the value in JSON (1, 0.5, true, \"text\")")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--config {item!r}: the value is not JSON (strings need quotes: key='\"text\"')") \
+                from None
+    return out
 
 
 def plot(table, out_dir) -> None:
@@ -69,7 +117,8 @@ def plot(table, out_dir) -> None:
     stops = {name: config.load_profile(name)["gen_steps"] for name in ("quick", "paper")}
     plots.style()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for family, rows in table.sort_values("gen_steps").groupby("generator"):
+    first_seed = table[table["gen_seed"] == table.groupby("generator")["gen_seed"].transform("min")]
+    for family, rows in first_seed.sort_values("gen_steps").groupby("generator"):
         for ax, value in zip(axes, ("fid", "recall")):
             line, = ax.plot(rows["gen_steps"], rows[value], "o-", label=family)
             for name, style in (("quick", ":"), ("paper", "--")):

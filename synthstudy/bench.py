@@ -34,6 +34,9 @@ images-budget table answers their question, "what would a slower machine reach?"
 notebooks train it (so the cache under results/cache is shared: a cached model is loaded, a missing one is trained
 here): its step budget, the wall time of its fit as recorded when it was trained (`history["seconds"]`, on the
 machine that trained it), and the sampling speed measured now (`--gen-samples` balanced samples, batches of 500).
+The flow gets two more rows timed in the same run, each with its speed as a multiple of the first: the sampler
+issue 17 measured against (Heun, 8 steps, guidance: `flow.REFERENCE_SAMPLER`) and the reflowed flow (one Euler step,
+guidance distilled in: `flow.REFLOW_SAMPLER`; its reflow is trained here the first time, ~2 min on 2 cores).
 """
 from __future__ import annotations
 
@@ -292,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also time each generator of --gen-profile: fit (as recorded) and sampling (now)")
     parser.add_argument("--gen-profile", default="quick", help="profile whose gen_steps are used (default: quick)")
     parser.add_argument("--gen-samples", type=int, default=2000, help="samples drawn to time sampling (default: 2000)")
+    parser.add_argument("--reflow-steps", type=int, help="the reflowed flow's student steps (default: "
+                                                         "generators.flow.REFLOW_SAMPLER's)")
+    parser.add_argument("--reflow-pairs", type=int,
+                        help="the reflowed flow's teacher pairs (default: REFLOW_SAMPLER's)")
     parser.add_argument("--no-classifier", action="store_true", help="skip both classifier tables")
     parser.add_argument("--as-if-peak", help=argparse.SUPPRESS)   # retired; named in the error below
     return parser
@@ -312,6 +319,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                      "outran; the --budgets table (accuracy per training images seen) is the same on every machine")
     if args.gen_samples <= 0:
         parser.error(f"--gen-samples={args.gen_samples} must be a positive integer")
+    for name in ("reflow_steps", "reflow_pairs"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')}={getattr(args, name)}: allowed values are positive integers")
     short = [b for b in args.budgets if b < RECIPE["batch_size"]]
     if short:
         parser.error(f"--budgets {' '.join(map(str, short))}: less than one batch of {RECIPE['batch_size']} images; "
@@ -377,7 +387,8 @@ def main(argv=None) -> int:
         for row in budget_rows + point_rows:
             row.update(ceiling_gflops=value, ceiling_source=source)
         print(f"ceiling on {threads} thread(s): {describe_ceiling(ceiling)}", flush=True)
-    gen_rows = generator_rows(args.gen_profile, args.gen_samples, args.device) if args.generators else []
+    reflow = {k: v for k, v in (("reflow_steps", args.reflow_steps), ("reflow_pairs", args.reflow_pairs)) if v}
+    gen_rows = generator_rows(args.gen_profile, args.gen_samples, args.device, reflow) if args.generators else []
     record = merge_record(budget_rows, point_rows, ceiling, gen_rows, args)
     print("\n" + render_record(record))
     out = runs.results_root() / "bench"
@@ -417,24 +428,42 @@ def merge_record(budget_rows: list[dict], point_rows: list[dict], ceiling: dict 
     return record
 
 
-def generator_rows(profile: str, samples: int, device: str) -> list[dict]:
+def generator_rows(profile: str, samples: int, device: str, reflow: dict | None = None) -> list[dict]:
     """Per generator of `profile` (on the profile's dataset): steps, fit seconds (as recorded when trained) and
-    samples/s (measured now)."""
+    samples/s (measured now). For the flow, two more rows timed in the same run: the sampler issue 17 measured
+    against (`flow.REFERENCE_SAMPLER`) and the reflowed flow (`flow.REFLOW_SAMPLER`, with `reflow` overriding its
+    settings), each with its speed as a multiple of the reference's."""
     from . import config, generators
+    from .generators import flow
     params = config.load_profile(profile)
     pool, _ = data.holdout(data.load(params["dataset"]).train, params["val_size"], seed=0)
     rows = []
-    for name in params["generator_names"]:
+
+    def add_row(name: str, label: str, settings: dict) -> dict:
         gen, _ = generators.fit_on_subset(name, pool, dataset=params["dataset"], n="all", subset_seed=0,
-                                          steps=params["gen_steps"][name], seed=params["gen_seed"], device=device)
+                                          steps=params["gen_steps"][name], seed=params["gen_seed"], config=settings,
+                                          device=device)
         generators.sample_pool(gen, min(samples, 500), seed=1)           # warm-up (allocations, oneDNN kernels)
         start = time.perf_counter()
         generators.sample_pool(gen, samples, seed=0)
-        rows.append({"generator": name, "profile": profile, "steps": params["gen_steps"][name],
+        rows.append({"generator": label, "profile": profile, "steps": params["gen_steps"][name],
                      "fit_seconds": float(gen.history["seconds"]),
                      "samples_per_s": samples / (time.perf_counter() - start)})
-        print(f"  {name}: fit {rows[-1]['fit_seconds']:.0f} s (recorded), {rows[-1]['samples_per_s']:.0f} samples/s",
-              flush=True)
+        if hasattr(gen, "evaluations_per_sample"):
+            rows[-1]["evaluations"] = gen.evaluations_per_sample()
+        print(f"  {label}: fit {rows[-1]['fit_seconds']:.0f} s (recorded), {rows[-1]['samples_per_s']:.0f} "
+              f"samples/s", flush=True)
+        return rows[-1]
+
+    for name in params["generator_names"]:
+        add_row(name, name, {})
+        if name == "flow":
+            reference = add_row(name, f"flow, {flow.describe_sampler(flow.REFERENCE_SAMPLER)}",
+                                flow.REFERENCE_SAMPLER)
+            fast = {**flow.REFLOW_SAMPLER, **(reflow or {})}
+            add_row(name, f"flow reflowed, {flow.describe_sampler(fast)}", fast)
+            for timed in rows[-3:]:
+                timed["vs_reference"] = timed["samples_per_s"] / reference["samples_per_s"]
     return rows
 
 
@@ -492,10 +521,13 @@ def describe_ceiling(ceiling: dict) -> str:
 def render_generators(rows: list[dict]) -> str:
     if not rows:
         return ""
-    lines = ["| generator | profile | steps | fit time (s, recorded when trained) | samples/s (measured now) |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['generator']} | {r['profile']} | {r['steps']} | {r['fit_seconds']:.0f} | "
-              f"{r['samples_per_s']:,.0f} |" for r in rows]
+    lines = ["| generator | profile | steps | fit time (s, recorded when trained) | samples/s (measured now) | "
+             "× the issue-17 reference sampler (same run) | network evaluations per sample |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = f"{r['vs_reference']:.1f}×" if "vs_reference" in r else ""
+        lines.append(f"| {r['generator']} | {r['profile']} | {r['steps']} | {r['fit_seconds']:.0f} | "
+                     f"{r['samples_per_s']:,.0f} | {ratio} | {r.get('evaluations', '')} |")
     return "\n".join(lines)
 
 

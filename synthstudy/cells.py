@@ -187,6 +187,20 @@ def classifier(key: dict, cell_dir: Path, device: str = "auto", progress: bool =
                                  ctx.val, ctx.splits.test)
 
 
+def pool_cas(gen, ctx: Context, params, seed: int, device: str = "auto") -> dict:
+    """CAS of an in-memory generator, scored as the notebooks' `pool` arm at N = the whole pool scores a family: a
+    balanced pool of len(ctx.pool) samples drawn with `seed`, the profile's classifier at that N's budget trained
+    with `seed`, then `train.classifier_cell`'s metrics (validation to choose on, test reported). For the scripts
+    that compare settings of one family outside the notebooks' grids (samplers, penalties, seeds)."""
+    steps = train.steps_for_size(len(ctx.pool), params["batch_size"], params["epochs"], params["min_steps"],
+                                 params["max_steps"])
+    pool = generators.sample_pool(gen.to(train.resolve_device(device)), len(ctx.pool), seed=seed)
+    cfg = train.TrainConfig(steps=steps, batch_size=params["batch_size"], lr=params["lr"], augment=params["augment"],
+                            tta=params["tta"], seed=seed, device=device, progress=False)
+    return train.classifier_cell(sources.ImageSetSource(pool), cfg, params["model"], ctx.splits.image_shape,
+                                 ctx.splits.num_classes, ctx.val, ctx.splits.test)
+
+
 def reuse_or_run(profile: str, notebooks: tuple[str, ...], device: str = "auto", progress: bool = False,
                  weights: tuple = ()):
     """A cell function that first looks for the same key's finished record in other notebooks' runs of this profile

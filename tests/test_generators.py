@@ -198,6 +198,14 @@ def test_supported_sizes_decode_to_the_right_shape(name, size):
     (lambda: generators.create("cvae", (1, 8, 8), 10, sample_noise=1.5), "sample_noise"),
     (lambda: generators.create("flow", (1, 8, 8), 10, p_uncond=0.0), "guidance.*p_uncond"),
     (lambda: generators.create("flow", (1, 8, 8), 10, ae_fraction=1.0), "ae_fraction"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, reflow_steps=-1), "reflow_steps=-1.*allowed"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, reflow_steps=2.5), "reflow_steps=2.5"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, reflow_steps=10), "guidance=1.5 with reflow.*guidance=1.0"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, reflow_pairs=0), "reflow_pairs"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, reflow_teacher_steps=0), "reflow_teacher_steps"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, reflow_guidance=-1.0), "reflow_guidance"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, reflow_steps=5, guidance=1.0, p_uncond=0.0),
+     "reflow_guidance.*p_uncond"),
 ])
 def test_bad_arguments_raise_value_errors_naming_the_parameter(call, match):
     with pytest.raises(ValueError, match=match):
@@ -349,3 +357,41 @@ def test_cvae_sample_noise_is_seeded_and_leaves_decode_alone(fitted, monkeypatch
     assert noisy.min() >= 0 and noisy.max() <= 1 and (noisy - clean).std() > 0.05
     z = gen.sample_latents(labels, rng(0))
     assert torch.equal(gen.decode(z, labels), clean)                  # latent views stay noise-free
+
+
+# ---------------------------------------------------------------- reflow (issue 17: fast sampling)
+def test_reflow_straightens_the_flow_so_one_euler_step_lands_near_the_teacher(small):
+    """The student learns straight paths to the teacher's endpoints: one Euler step from the same noise lands
+    closer to the teacher's many-step Heun endpoint than the teacher's own one Euler step does."""
+    teacher = fit("flow", small, steps=400, p_uncond=0.1, hidden=64, blocks=2)
+    student = fit("flow", small, steps=400, p_uncond=0.1, hidden=64, blocks=2, guidance=1.0, reflow_steps=300,
+                  reflow_pairs=2000, reflow_teacher_steps=8)
+    # the same seed trains the same teacher first: the student's pairs come from exactly this network
+    assert student.history["ae_steps"] == teacher.history["ae_steps"]
+    assert len(student.history["reflow_losses"]) > 0
+    z, labels = teacher.sample_latents(torch.arange(10).repeat(20), rng(5)), torch.arange(10).repeat(20)
+    with torch.no_grad():
+        target = teacher._integrate(z, labels, "heun", 8, 1.5)
+        teacher_one = teacher._integrate(z, labels, "euler", 1, 1.5)
+        student_one = student._integrate(z, labels, "euler", 1)
+    error_student = (student_one - target).pow(2).mean()
+    error_teacher = (teacher_one - target).pow(2).mean()
+    print(f"one Euler step vs the teacher's Heun-8 endpoint: student {error_student:.4f}, teacher {error_teacher:.4f}")
+    assert error_student < 0.5 * error_teacher
+
+
+def test_reflow_options_at_their_neutral_values_leave_every_key_as_it_was(small, monkeypatch, isolated_results):
+    """The reflow options came after the study's records: off, they are in neither the model cache's key nor a
+    cell's identity (so no recorded cell reruns); on, the key changes (a reflowed model is another model)."""
+    from synthstudy import runs
+    from synthstudy.generators import flow
+    assert not set(flow.FlowMatching.key_neutral) & set(generators.identity("flow")["defaults"])
+    keys = []
+    monkeypatch.setattr(runs, "cached", lambda kind, key, build: keys.append(runs.stable_hash(key)) or build())
+    args = dict(train=small, data_key={"dataset": "digits", "n": 300, "subset_seed": 0}, steps=STEPS, seed=0,
+                device="cpu", progress=False, threads=1)
+    generators.fit_cached("flow", config=FAST["flow"], **args)
+    generators.fit_cached("flow", config={**FAST["flow"], "reflow_steps": 0, "reflow_pairs": 50_000}, **args)
+    generators.fit_cached("flow", config={**FAST["flow"], "reflow_steps": 2, "reflow_pairs": 64, "guidance": 1.0},
+                          **args)
+    assert keys[0] == keys[1] != keys[2]

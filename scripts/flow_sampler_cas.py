@@ -1,0 +1,136 @@
+"""The flow's samplers compared on validation CAS (issue 17): guidance weights, solvers and step counts of the
+trained flow, and the reflowed flow ("reflow" below: straightened, guidance distilled in, one evaluation per step).
+
+For each sampler: sample a balanced synthetic pool as large as the real one from the profile's whole-pool flow
+(the generators notebook's cached model; for `reflow/...` samplers, that model plus `--reflow-steps` of reflow,
+cached too), train the profile's CAS classifier on it (the baseline's budget at N = the pool), and score it on the
+5,000-image validation split. Seed i pairs a pool sampled with seed i with a classifier trained with seed i, so every
+sampler is compared with the first one listed, paired on seeds, in one Holm family, equivalence by TOST against
+`--margin` percentage points. The test column is recorded for the reader and never used to choose. FID (domain
+feature space, against validation) is recorded beside each. About 20 s per sampler and seed on an H200; 5-10 min on
+2 cores (sampling and a 6,000-step classifier). Rows go to results/<profile>/flow_samplers/cas-<tag>.csv (atomic,
+one file per invocation, so several processes can share a GPU); `--report` reads them all:
+
+    python scripts/flow_sampler_cas.py --profile paper --samplers heun:4:1.5 reflow/euler:1 --seeds 0 1 2 3 --tag a
+    python scripts/flow_sampler_cas.py --profile paper --samplers heun:4:1.5 heun:4:1 heun:4:2 --tag guidance
+    python scripts/flow_sampler_cas.py --profile paper --report --reference heun:4:1.5
+
+A sampler is `[reflow/]solver:steps[:guidance]` (solvers: euler, heun, midpoint, ab2; guidance defaults to the
+flow's, and is 1 for a reflowed model, which has its teacher's guidance in its weights).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from synthstudy import cells, config, data, generators, metrics, quality, runs, train
+from synthstudy.generators.flow import SOLVERS
+
+OUT_DIR = "flow_samplers"
+
+
+def parse_sampler(spec: str) -> dict:
+    """'reflow/euler:1' -> {'reflow': True, 'solver': 'euler', 'sample_steps': 1, 'guidance': 1.0}."""
+    reflow = spec.startswith("reflow/")
+    parts = spec.removeprefix("reflow/").split(":")
+    ok = 2 <= len(parts) <= 3 and parts[0] in SOLVERS and parts[1].isdigit() and int(parts[1]) > 0
+    try:
+        guidance = float(parts[2]) if len(parts) == 3 else (1.0 if reflow else None)
+    except ValueError:
+        ok = False
+    if not ok or (guidance is not None and guidance < 1.0) or (reflow and guidance != 1.0):
+        raise SystemExit(f"--samplers {spec!r}: allowed: [reflow/]solver:steps[:guidance] with solver in "
+                         f"{', '.join(SOLVERS)}, steps a positive integer, guidance >= 1 (1 for reflow/)")
+    out = {"reflow": reflow, "solver": parts[0], "sample_steps": int(parts[1])}
+    return out if guidance is None else {**out, "guidance": guidance}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick", choices=config.profiles())
+    ap.add_argument("--samplers", nargs="+", default=["heun:4", "reflow/euler:1"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--reflow-steps", type=int, default=4000, help="student training steps (default 4000)")
+    ap.add_argument("--reflow-pairs", type=int, default=50_000, help="teacher pairs (default 50,000)")
+    ap.add_argument("--tag", default="run", help="this invocation's file: cas-<tag>.csv")
+    ap.add_argument("--report", action="store_true", help="only compare the recorded rows")
+    ap.add_argument("--reference", default="heun:4", help="--report: the sampler every other is paired against")
+    ap.add_argument("--margin", type=float, default=1.0, help="--report: equivalence margin, percentage points")
+    ap.add_argument("--device", default="auto")
+    a = ap.parse_args()
+    for spec in a.samplers:
+        parse_sampler(spec)
+    if len(set(a.seeds)) != len(a.seeds):
+        raise SystemExit(f"--seeds {a.seeds}: allowed: distinct seeds (a repeated seed is the same run twice)")
+    if a.reflow_steps < 1 or a.reflow_pairs < 1:
+        raise SystemExit("--reflow-steps / --reflow-pairs: allowed values are positive integers")
+    if not a.tag.replace("-", "").replace("_", "").isalnum():
+        raise SystemExit(f"--tag {a.tag!r}: allowed: letters, digits, - and _")
+    out_dir = runs.results_root() / a.profile / OUT_DIR
+    if a.report:
+        report(out_dir, a.reference, a.margin / 100)
+        return
+    import pandas as pd
+    P = config.load_profile(a.profile)
+    ctx = cells.context(P["dataset"], P["val_size"])
+    n_all = len(ctx.pool)
+    steps = train.steps_for_size(n_all, P["batch_size"], P["epochs"], P["min_steps"], P["max_steps"])
+    extractor = quality.domain_extractor(ctx.pool, P["dataset"], steps=P["extractor_steps"], seed=0,
+                                         device=a.device, progress=False)
+    samples = min(P["quality_samples"], len(ctx.val))
+    reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), samples, seed=0))
+    print(f"{a.profile}: flow {P['gen_steps']['flow']} steps; CAS classifier {steps} steps x {P['batch_size']} on "
+          f"{n_all:,} synthetic images; device {train.resolve_device(a.device)}", flush=True)
+    path = out_dir / f"cas-{a.tag}.csv"
+    rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+    done = {(r["sampler"], int(r["seed"])) for r in rows}
+    for spec in a.samplers:
+        sampler = parse_sampler(spec)
+        reflow = sampler.pop("reflow")
+        extra = {"reflow_steps": a.reflow_steps, "reflow_pairs": a.reflow_pairs} if reflow else {}
+        gen, _ = generators.fit_on_subset("flow", ctx.pool, dataset=P["dataset"], n="all", subset_seed=0,
+                                          steps=P["gen_steps"]["flow"], seed=P["gen_seed"],
+                                          config={**sampler, **extra}, device=a.device, progress=False)
+        fid = quality.sample_quality(extractor, reference, generators.sample_pool(gen, samples, seed=0),
+                                     per_class=False)["fid"]
+        for seed in a.seeds:
+            if (spec, seed) in done:
+                continue
+            start = time.perf_counter()
+            scored = cells.pool_cas(gen, ctx, P, seed, a.device)
+            rows.append({"sampler": spec, "seed": seed, "val_accuracy": scored["val_accuracy"],
+                         "test_accuracy": scored["test_accuracy"], "fid": fid,
+                         "evaluations": gen.evaluations_per_sample(),
+                         "reflow_steps": extra.get("reflow_steps", 0), "seconds": time.perf_counter() - start,
+                         "device": str(train.resolve_device(a.device))})
+            runs.write_text(path, pd.DataFrame(rows).to_csv(index=False))      # atomic: resumable after a kill
+            print(f"{spec} seed {seed}: validation CAS {scored['val_accuracy']:.2%}, FID {fid:.2f} "
+                  f"({rows[-1]['seconds']:.0f} s)", flush=True)
+
+
+def report(out_dir, reference: str, margin: float) -> None:
+    """Every recorded sampler against `reference` on validation CAS: paired on seeds, one Holm family, TOST."""
+    import pandas as pd
+    files = sorted(out_dir.glob("cas-*.csv"))
+    if not files:
+        raise SystemExit(f"no rows under {out_dir}: run the samplers first")
+    table = pd.concat([pd.read_csv(f) for f in files]).drop_duplicates(["sampler", "seed"])
+    if reference not in set(table["sampler"]):
+        raise SystemExit(f"--reference {reference!r}: allowed: a recorded sampler, {sorted(set(table['sampler']))}")
+    comparisons = metrics.paired_comparisons(table, "val_accuracy", "sampler", reference, margin=margin)
+    means = table.groupby("sampler").agg(val=("val_accuracy", "mean"), test=("test_accuracy", "mean"),
+                                         fid=("fid", "first"), evaluations=("evaluations", "first"),
+                                         seeds=("seed", "count"))
+    print(f"validation CAS per sampler (test reported, never chosen on); each against {reference}, paired on seeds, "
+          f"Holm over {len(comparisons)}, equivalence margin ±{margin * 100:g} pts:")
+    for name, row in means.iterrows():
+        vs = comparisons[comparisons["sampler"] == name] if len(comparisons) else comparisons
+        text = ("reference" if name == reference else
+                metrics.format_difference(vs.iloc[0]) if len(vs) else "no seed shared with the reference")
+        print(f"  {name}: val {row['val']:.2%} (test {row['test']:.2%}), FID {row['fid']:.2f}, "
+              f"{int(row['evaluations'])} evaluations/sample, {int(row['seeds'])} seeds; {text}")
+    runs.write_text(out_dir / "comparisons.csv", comparisons.to_csv(index=False))
+
+
+if __name__ == "__main__":
+    main()

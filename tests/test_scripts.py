@@ -1,0 +1,77 @@
+"""The issue-17 scripts (scripts/flow_sampler_cas.py, scripts/generator_curves.py) on the smoke profile: they run end
+to end, write the rows their reports read, pair samplers on seeds, and refuse bad arguments before any compute."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def script(name, *args, results):
+    env = {**os.environ, "SYNTHSTUDY_RESULTS": str(results), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_flow_sampler_cas_pairs_the_reflowed_flow_with_the_reference_on_seeds(isolated_results):
+    done = script("flow_sampler_cas.py", "--profile", "smoke", "--samplers", "heun:4", "reflow/euler:1",
+                  "--seeds", "0", "1", "--reflow-steps", "3", "--reflow-pairs", "64", "--tag", "t",
+                  results=isolated_results)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "cas-t.csv")
+    assert sorted(zip(rows["sampler"], rows["seed"])) == [("heun:4", 0), ("heun:4", 1), ("reflow/euler:1", 0),
+                                                           ("reflow/euler:1", 1)]
+    # guidance doubles the batch: Heun 4 with guidance is 16 evaluations per image, the reflowed Euler step 1
+    assert dict(zip(rows["sampler"], rows["evaluations"])) == {"heun:4": 16, "reflow/euler:1": 1}
+    report = script("flow_sampler_cas.py", "--profile", "smoke", "--report", "--reference", "heun:4",
+                    results=isolated_results)
+    assert report.returncode == 0, report.stderr[-2000:]
+    comparisons = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "comparisons.csv")
+    assert list(comparisons["sampler"]) == ["reflow/euler:1"] and list(comparisons["pairs"]) == [2]
+    assert comparisons["verdict"].iloc[0] in ("higher", "lower", "equivalent", "inconclusive")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--samplers", "rk4:4"], "--samplers 'rk4:4': allowed: \\[reflow/\\]solver:steps"),
+    (["--samplers", "reflow/euler:1:1.5"], "guidance >= 1 \\(1 for reflow/\\)"),
+    (["--samplers", "heun:0"], "steps a positive integer"),
+    (["--seeds", "0", "0"], "distinct seeds"),
+    (["--report", "--reference", "heun:4"], "no rows under"),
+])
+def test_flow_sampler_cas_refuses_bad_arguments_before_any_compute(isolated_results, args, message):
+    done = script("flow_sampler_cas.py", "--profile", "smoke", *args, results=isolated_results)
+    assert done.returncode != 0
+    assert re.search(message, done.stderr), done.stderr[-1000:]
+
+
+def test_generator_curves_records_a_variant_per_training_seed_with_its_cas(isolated_results):
+    done = script("generator_curves.py", "--profile", "smoke", "--families", "cgan", "--steps", "4",
+                  "--label", "cgan-ms", "--config", "mode_seeking=1", "minibatch_std=true", "--gen-seeds", "0", "1",
+                  "--cas-seeds", "0", results=isolated_results)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = isolated_results / "smoke" / "generator_curves"
+    rows = pd.read_csv(out / "curves-cgan-ms.csv")
+    assert list(rows["gen_seed"]) == [0, 1] and set(rows["family"]) == {"cgan"}
+    assert rows["config"].iloc[0] == '{"minibatch_std": true, "mode_seeking": 1}'
+    assert rows["fid"].iloc[0] != rows["fid"].iloc[1]            # another training seed, another model
+    assert all(0 <= float(v) <= 1 for v in rows["cas_val"])
+    assert (out / "curves.csv").is_file() and (out / "figures" / "generator_fid_curves.png").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--families", "cgan", "--config", "widht=32"], "--config: generator='cgan' has no config key"),
+    (["--families", "cgan", "--config", "mode_seeking"], "allowed: KEY=VALUE"),
+    (["--families", "cgan", "--config", "augment=mixup"], "the value is not JSON"),
+    (["--families", "cgan", "cvae", "--label", "x"], "exactly one of --families"),
+    (["--families", "diffusion"], "allowed values: cgan, cvae, flow, pca_gaussian"),
+])
+def test_generator_curves_refuses_bad_arguments_before_any_compute(isolated_results, args, message):
+    done = script("generator_curves.py", "--profile", "smoke", "--steps", "4", *args, results=isolated_results)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr[-1000:]
+    assert not (isolated_results / "smoke" / "generator_curves").exists()
