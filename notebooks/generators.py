@@ -160,17 +160,17 @@ else:
 # The flow samples with 4 Heun steps and classifier-free guidance: 16 network evaluations per image. Reflow
 # (`reflow_steps` in `generators.flow`) straightens its paths and distils the guidance in, so one Euler step does:
 # one evaluation. `make bench --generators` times it against the sampler issue 17 measured from, in one run;
-# `scripts/flow_sampler_cas.py` asks whether it costs CAS (validation, paired on seeds, TOST ±1 pt). Where that
-# has run for this profile, its comparisons show here.
+# `scripts/flow_sampler_cas.py` asks whether it costs CAS (validation, paired on seeds, TOST at its `margin`).
+# Where that has run for this profile, its comparisons show here.
 
 # %%
 samplers = runs.results_root() / P.profile / "flow_samplers" / "comparisons.csv"
 if samplers.is_file():
     display(pd.read_csv(samplers)[["sampler", "reference", "pairs", "difference", "ci_low", "ci_high", "p_holm",
-                                   "p_equivalence_holm", "verdict"]])
+                                   "margin", "p_equivalence_holm", "verdict"]])
 else:
     print(f"no sampler comparison for {P.profile!r} yet: python scripts/flow_sampler_cas.py --profile {P.profile} "
-          f"--samplers heun:4 reflow/euler:1 (minutes on a GPU), then --report")
+          f"--samplers heun:4 reflow/euler:1 (minutes on a GPU), then --report")   # rows: full sampler names
 
 # %% [markdown]
 # ## CAS: a classifier trained only on generated images, scored on the real test split

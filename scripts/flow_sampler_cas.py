@@ -16,7 +16,11 @@ one file per invocation, so several processes can share a GPU); `--report` reads
     python scripts/flow_sampler_cas.py --profile paper --report --reference heun:4:1.5
 
 A sampler is `[reflow/]solver:steps[:guidance]` (solvers: euler, heun, midpoint, ab2; guidance defaults to the
-flow's, and is 1 for a reflowed model, which has its teacher's guidance in its weights).
+flow's, and is 1 for a reflowed model, which has its teacher's guidance in its weights). Rows are recorded under the
+sampler's full name, guidance and reflow budget included (`heun:4:1.5`, `reflow4000x50000/euler:1`), so rows of
+different models never pair. A reflowed model is fitted whole (teacher, then reflow) under its own cache key: on
+CPU its teacher is the cached flow's exact twin (same seed), on a GPU only up to the last bits, and each arm is one
+fitted generator, so the CI covers pools and classifiers, not generator training.
 """
 from __future__ import annotations
 
@@ -24,25 +28,38 @@ import argparse
 import time
 
 from synthstudy import cells, config, data, generators, metrics, quality, runs, train
-from synthstudy.generators.flow import SOLVERS
+from synthstudy.generators.flow import REFLOW_SAMPLER, SOLVERS
 
 OUT_DIR = "flow_samplers"
 
 
-def parse_sampler(spec: str) -> dict:
-    """'reflow/euler:1' -> {'reflow': True, 'solver': 'euler', 'sample_steps': 1, 'guidance': 1.0}."""
+def parse_sampler(spec: str, reflow_steps: int, reflow_pairs: int) -> tuple[str, dict]:
+    """'reflow/euler:1' -> ('reflow4000x50000/euler:1', the flow config that samples so); 'heun:4' ->
+    ('heun:4:1.5', ...): the full name under which its rows are recorded, and the config, checked by the flow
+    itself before any compute."""
+    import math
     reflow = spec.startswith("reflow/")
     parts = spec.removeprefix("reflow/").split(":")
-    ok = 2 <= len(parts) <= 3 and parts[0] in SOLVERS and parts[1].isdigit() and int(parts[1]) > 0
+    ok = 2 <= len(parts) <= 3 and parts[0] in SOLVERS and parts[1].isascii() and parts[1].isdigit() \
+        and int(parts[1]) > 0
+    default_guidance = 1.0 if reflow else generators.config_options("flow")["guidance"]
     try:
-        guidance = float(parts[2]) if len(parts) == 3 else (1.0 if reflow else None)
+        guidance = float(parts[2]) if len(parts) == 3 else default_guidance
     except ValueError:
         ok = False
-    if not ok or (guidance is not None and guidance < 1.0) or (reflow and guidance != 1.0):
+    if not ok or not (math.isfinite(guidance) and guidance >= 1.0) or (reflow and guidance != 1.0):
         raise SystemExit(f"--samplers {spec!r}: allowed: [reflow/]solver:steps[:guidance] with solver in "
-                         f"{', '.join(SOLVERS)}, steps a positive integer, guidance >= 1 (1 for reflow/)")
-    out = {"reflow": reflow, "solver": parts[0], "sample_steps": int(parts[1])}
-    return out if guidance is None else {**out, "guidance": guidance}
+                         f"{', '.join(SOLVERS)}, steps a positive integer, guidance a finite number >= 1 "
+                         f"(1 for reflow/)")
+    config = {"solver": parts[0], "sample_steps": int(parts[1]), "guidance": guidance}
+    if reflow:
+        config.update(reflow_steps=reflow_steps, reflow_pairs=reflow_pairs)
+    try:
+        generators.create("flow", (1, 28, 28), 10, **config)
+    except ValueError as err:
+        raise SystemExit(f"--samplers {spec!r}: {err}") from None
+    prefix = f"reflow{reflow_steps}x{reflow_pairs}/" if reflow else ""
+    return f"{prefix}{parts[0]}:{int(parts[1])}:{guidance:g}", config
 
 
 def main() -> None:
@@ -50,20 +67,24 @@ def main() -> None:
     ap.add_argument("--profile", default="quick", choices=config.profiles())
     ap.add_argument("--samplers", nargs="+", default=["heun:4", "reflow/euler:1"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--reflow-steps", type=int, default=4000, help="student training steps (default 4000)")
-    ap.add_argument("--reflow-pairs", type=int, default=50_000, help="teacher pairs (default 50,000)")
+    ap.add_argument("--reflow-steps", type=int, default=REFLOW_SAMPLER["reflow_steps"],
+                    help="student training steps (default: generators.flow.REFLOW_SAMPLER's)")
+    ap.add_argument("--reflow-pairs", type=int, default=REFLOW_SAMPLER["reflow_pairs"],
+                    help="teacher pairs (default: REFLOW_SAMPLER's)")
     ap.add_argument("--tag", default="run", help="this invocation's file: cas-<tag>.csv")
     ap.add_argument("--report", action="store_true", help="only compare the recorded rows")
-    ap.add_argument("--reference", default="heun:4", help="--report: the sampler every other is paired against")
+    ap.add_argument("--reference", default="heun:4:1.5",
+                    help="--report: the recorded sampler every other is paired against (its full name)")
     ap.add_argument("--margin", type=float, default=1.0, help="--report: equivalence margin, percentage points")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args()
-    for spec in a.samplers:
-        parse_sampler(spec)
-    if len(set(a.seeds)) != len(a.seeds):
-        raise SystemExit(f"--seeds {a.seeds}: allowed: distinct seeds (a repeated seed is the same run twice)")
     if a.reflow_steps < 1 or a.reflow_pairs < 1:
         raise SystemExit("--reflow-steps / --reflow-pairs: allowed values are positive integers")
+    if not a.margin > 0:
+        raise SystemExit(f"--margin {a.margin}: allowed: a number of percentage points > 0")
+    samplers = dict(parse_sampler(spec, a.reflow_steps, a.reflow_pairs) for spec in a.samplers)
+    if len(set(a.seeds)) != len(a.seeds):
+        raise SystemExit(f"--seeds {a.seeds}: allowed: distinct seeds (a repeated seed is the same run twice)")
     if not a.tag.replace("-", "").replace("_", "").isalnum():
         raise SystemExit(f"--tag {a.tag!r}: allowed: letters, digits, - and _")
     out_dir = runs.results_root() / a.profile / OUT_DIR
@@ -84,13 +105,10 @@ def main() -> None:
     path = out_dir / f"cas-{a.tag}.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
     done = {(r["sampler"], int(r["seed"])) for r in rows}
-    for spec in a.samplers:
-        sampler = parse_sampler(spec)
-        reflow = sampler.pop("reflow")
-        extra = {"reflow_steps": a.reflow_steps, "reflow_pairs": a.reflow_pairs} if reflow else {}
+    for spec, sampler in samplers.items():
         gen, _ = generators.fit_on_subset("flow", ctx.pool, dataset=P["dataset"], n="all", subset_seed=0,
-                                          steps=P["gen_steps"]["flow"], seed=P["gen_seed"],
-                                          config={**sampler, **extra}, device=a.device, progress=False)
+                                          steps=P["gen_steps"]["flow"], seed=P["gen_seed"], config=sampler,
+                                          device=a.device, progress=False)
         fid = quality.sample_quality(extractor, reference, generators.sample_pool(gen, samples, seed=0),
                                      per_class=False)["fid"]
         for seed in a.seeds:
@@ -101,7 +119,8 @@ def main() -> None:
             rows.append({"sampler": spec, "seed": seed, "val_accuracy": scored["val_accuracy"],
                          "test_accuracy": scored["test_accuracy"], "fid": fid,
                          "evaluations": gen.evaluations_per_sample(),
-                         "reflow_steps": extra.get("reflow_steps", 0), "seconds": time.perf_counter() - start,
+                         "reflow_steps": sampler.get("reflow_steps", 0),
+                         "reflow_pairs": sampler.get("reflow_pairs", 0), "seconds": time.perf_counter() - start,
                          "device": str(train.resolve_device(a.device))})
             runs.write_text(path, pd.DataFrame(rows).to_csv(index=False))      # atomic: resumable after a kill
             print(f"{spec} seed {seed}: validation CAS {scored['val_accuracy']:.2%}, FID {fid:.2f} "
@@ -114,7 +133,11 @@ def report(out_dir, reference: str, margin: float) -> None:
     files = sorted(out_dir.glob("cas-*.csv"))
     if not files:
         raise SystemExit(f"no rows under {out_dir}: run the samplers first")
-    table = pd.concat([pd.read_csv(f) for f in files]).drop_duplicates(["sampler", "seed"])
+    table = pd.concat([pd.read_csv(f) for f in files])
+    repeated = table[table.duplicated(["sampler", "seed"], keep=False)]
+    if len(repeated):
+        raise SystemExit(f"{out_dir}: sampler {repeated['sampler'].iloc[0]!r} seed {repeated['seed'].iloc[0]} is "
+                         f"recorded in more than one file; keep one (the comparison pairs exactly one row per seed)")
     if reference not in set(table["sampler"]):
         raise SystemExit(f"--reference {reference!r}: allowed: a recorded sampler, {sorted(set(table['sampler']))}")
     comparisons = metrics.paired_comparisons(table, "val_accuracy", "sampler", reference, margin=margin)

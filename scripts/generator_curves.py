@@ -3,9 +3,10 @@ each family's curve flattens, and where the quick and paper profiles stop (`gen_
 
 Each budget is its own fit on the whole pool (the families' schedules span their budget, like the bench's), cached
 in results/cache/ like every generator, so a rerun only scores. Scored on validation only (FID, KID, precision,
-recall, density, coverage of `quality_samples` samples against as many validation images); the test split is never
-loaded. Writes results/<profile>/generator_curves/curves-<family>.csv (a row per budget, rewritten after each, so
-one process per family can share a GPU), then curves.csv (every family's rows) and figures/generator_fid_curves.png
+recall, density, coverage of `quality_samples` samples against as many validation images; with `--cas-seeds` the
+CAS classifier's test accuracy is recorded beside its validation accuracy, never chosen on). Writes
+results/<profile>/generator_curves/curves-<label>.csv (a row per budget and training seed, rewritten after each),
+then curves.csv (every family's rows) and figures/generator_fid_curves.png
 there; the generators notebook shows them when present. Minutes on a GPU:
 
     python scripts/generator_curves.py --profile paper --families flow cgan cvae --steps 500 1000 2000 4000 8000
@@ -49,6 +50,12 @@ def main() -> None:
     settings = parse_config(a.config)
     if (settings or a.label) and len(a.families) != 1:
         raise SystemExit("--config / --label: allowed with exactly one of --families")
+    if settings and not a.label:
+        raise SystemExit("--config: allowed only with a --label naming the variant (its rows must not join the "
+                         "family's default curve)")
+    for name, seeds in (("--cas-seeds", a.cas_seeds), ("--gen-seeds", a.gen_seeds or [])):
+        if len(set(seeds)) != len(seeds):
+            raise SystemExit(f"{name} {seeds}: allowed: distinct seeds")
     for family in a.families:
         try:
             generators.create(family, (1, 28, 28), 10, **settings)       # refuse bad settings before any compute
@@ -66,6 +73,10 @@ def main() -> None:
         label = a.label or family
         path = out_dir / f"curves-{label}.csv"
         rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+        recorded = {r["config"] for r in rows} | {json.dumps(settings, sort_keys=True)}
+        if len(recorded) > 1:
+            raise SystemExit(f"--label {label!r}: {path.name} holds rows of other settings ({sorted(recorded)}); "
+                             f"allowed: the same --config, or a new --label")
         done = {(int(r["gen_steps"]), int(r["gen_seed"])) for r in rows}
         for steps, gen_seed in [(s, g) for s in sorted(a.steps) for g in a.gen_seeds or [P["gen_seed"]]]:
             if (steps, gen_seed) in done:

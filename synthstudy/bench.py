@@ -37,7 +37,8 @@ machine that trained it), and the sampling speed measured now (`--gen-samples` b
 the median of 3 timings after a warm-up).
 The flow gets two more rows timed in the same run, each with its speed as a multiple of the first: the sampler
 issue 17 measured against (Heun, 8 steps, guidance: `flow.REFERENCE_SAMPLER`) and the reflowed flow (one Euler step,
-guidance distilled in: `flow.REFLOW_SAMPLER`; its reflow is trained here the first time, ~2 min on 2 cores).
+guidance distilled in: `flow.REFLOW_SAMPLER`; fitted whole here the first time, teacher then reflow, ~4 min on 2
+cores, under its own cache key).
 """
 from __future__ import annotations
 

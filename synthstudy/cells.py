@@ -188,7 +188,7 @@ def classifier(key: dict, cell_dir: Path, device: str = "auto", progress: bool =
 
 
 def pool_cas(gen, ctx: Context, params, seed: int, device: str = "auto") -> dict:
-    """CAS of an in-memory generator, scored as the notebooks' `pool` arm at N = the whole pool scores a family: a
+    """CAS of an in-memory generator, scored the way the notebooks' `pool` arm scores a family at N = the whole pool: a
     balanced pool of len(ctx.pool) samples drawn with `seed`, the profile's classifier at that N's budget trained
     with `seed`, then `train.classifier_cell`'s metrics (validation to choose on, test reported). For the scripts
     that compare settings of one family outside the notebooks' grids (samplers, penalties, seeds)."""

@@ -200,6 +200,7 @@ def test_supported_sizes_decode_to_the_right_shape(name, size):
     (lambda: generators.create("flow", (1, 8, 8), 10, ae_fraction=1.0), "ae_fraction"),
     (lambda: generators.create("flow", (1, 8, 8), 10, reflow_steps=-1), "reflow_steps=-1.*allowed"),
     (lambda: generators.create("flow", (1, 8, 8), 10, reflow_steps=2.5), "reflow_steps=2.5"),
+    (lambda: generators.create("flow", (1, 8, 8), 10, reflow_steps=True, guidance=1.0), "reflow_steps=True"),
     (lambda: generators.create("flow", (1, 8, 8), 10, reflow_steps=10), "guidance=1.5 with reflow.*guidance=1.0"),
     (lambda: generators.create("flow", (1, 8, 8), 10, reflow_pairs=0), "reflow_pairs"),
     (lambda: generators.create("flow", (1, 8, 8), 10, reflow_teacher_steps=0), "reflow_teacher_steps"),
@@ -366,8 +367,8 @@ def test_reflow_straightens_the_flow_so_one_euler_step_lands_near_the_teacher(sm
     teacher = fit("flow", small, steps=400, p_uncond=0.1, hidden=64, blocks=2)
     student = fit("flow", small, steps=400, p_uncond=0.1, hidden=64, blocks=2, guidance=1.0, reflow_steps=300,
                   reflow_pairs=2000, reflow_teacher_steps=8)
-    # the same seed trains the same teacher first: the student's pairs come from exactly this network
-    assert student.history["ae_steps"] == teacher.history["ae_steps"]
+    # the same seed trains the same teacher first (on CPU): the student's pairs come from exactly this network
+    assert student.history["losses"] == teacher.history["losses"]
     assert len(student.history["reflow_losses"]) > 0
     z, labels = teacher.sample_latents(torch.arange(10).repeat(20), rng(5)), torch.arange(10).repeat(20)
     with torch.no_grad():
@@ -384,17 +385,20 @@ def test_reflow_options_at_their_neutral_values_leave_every_key_as_it_was(small,
     """The reflow options came after the study's records: off, they are in neither the model cache's key nor a
     cell's identity (so no recorded cell reruns); on, the key changes (a reflowed model is another model)."""
     from synthstudy import runs
-    from synthstudy.generators import flow
-    assert not set(flow.FlowMatching.key_neutral) & set(generators.identity("flow")["defaults"])
-    keys = []
-    monkeypatch.setattr(runs, "cached", lambda kind, key, build: keys.append(runs.stable_hash(key)) or build())
+    assert not any(k.startswith("reflow_") for k in generators.identity("flow")["defaults"])
+    keys, configs = [], []
+    monkeypatch.setattr(runs, "cached", lambda kind, key, build: keys.append(runs.stable_hash(key))
+                        or configs.append(key["config"]) or build())
     args = dict(train=small, data_key={"dataset": "digits", "n": 300, "subset_seed": 0}, steps=STEPS, seed=0,
                 device="cpu", progress=False, threads=1)
     generators.fit_cached("flow", config=FAST["flow"], **args)
-    generators.fit_cached("flow", config={**FAST["flow"], "reflow_steps": 0, "reflow_pairs": 50_000}, **args)
+    generators.fit_cached("flow", config={**FAST["flow"], "reflow_steps": 0, "reflow_pairs": 7}, **args)   # off: inert
     generators.fit_cached("flow", config={**FAST["flow"], "reflow_steps": 2, "reflow_pairs": 64, "guidance": 1.0},
                           **args)
     assert keys[0] == keys[1] != keys[2]
+    assert not any(k.startswith("reflow_") for k in configs[0])
+    assert {k: configs[2][k] for k in ("reflow_steps", "reflow_pairs", "reflow_guidance", "reflow_teacher_steps")} \
+        == {"reflow_steps": 2, "reflow_pairs": 64, "reflow_guidance": 1.5, "reflow_teacher_steps": 8}
 
 
 @pytest.mark.parametrize("size", [7, 4])
@@ -411,5 +415,9 @@ def test_upsampled_conv_equals_upsampling_then_the_convolution(size):
     assert torch.allclose(flow.upsampled_conv(x, conv), expected, atol=1e-5)
     decoder = flow._AutoEncoder(1, 4, 2, 4).decoder.eval()
     z = torch.randn(8, 4, 7, 7)
-    with torch.no_grad():
+    folded = []
+    original = flow.upsampled_conv
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flow, "upsampled_conv", lambda x, conv: folded.append(1) or original(x, conv))
         assert torch.allclose(flow.run_decoder(decoder, z), decoder(z), atol=1e-5)
+    assert len(folded) == 2                       # both upsampling stages ran folded, none fell back

@@ -19,34 +19,44 @@ def script(name, *args, results):
 
 
 def test_flow_sampler_cas_pairs_the_reflowed_flow_with_the_reference_on_seeds(isolated_results):
-    done = script("flow_sampler_cas.py", "--profile", "smoke", "--samplers", "heun:4", "reflow/euler:1",
+    done = script("flow_sampler_cas.py", "--profile", "smoke", "--samplers", "heun:4:1.5", "reflow/euler:1",
                   "--seeds", "0", "1", "--reflow-steps", "3", "--reflow-pairs", "64", "--tag", "t",
                   results=isolated_results)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "cas-t.csv")
-    assert sorted(zip(rows["sampler"], rows["seed"])) == [("heun:4", 0), ("heun:4", 1), ("reflow/euler:1", 0),
-                                                           ("reflow/euler:1", 1)]
+    # full names: guidance filled in, the reflow budget in the name (rows of other models never pair)
+    assert sorted(zip(rows["sampler"], rows["seed"])) == [("heun:4:1.5", 0), ("heun:4:1.5", 1),
+                                                           ("reflow3x64/euler:1:1", 0), ("reflow3x64/euler:1:1", 1)]
     # guidance doubles the batch: Heun 4 with guidance is 16 evaluations per image, the reflowed Euler step 1
-    assert dict(zip(rows["sampler"], rows["evaluations"])) == {"heun:4": 16, "reflow/euler:1": 1}
-    report = script("flow_sampler_cas.py", "--profile", "smoke", "--report", "--reference", "heun:4",
-                    results=isolated_results)
+    assert dict(zip(rows["sampler"], rows["evaluations"])) == {"heun:4:1.5": 16, "reflow3x64/euler:1:1": 1}
+    report = script("flow_sampler_cas.py", "--profile", "smoke", "--report", results=isolated_results)
     assert report.returncode == 0, report.stderr[-2000:]
     comparisons = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "comparisons.csv")
-    assert list(comparisons["sampler"]) == ["reflow/euler:1"] and list(comparisons["pairs"]) == [2]
-    assert comparisons["verdict"].iloc[0] in ("higher", "lower", "equivalent", "inconclusive")
+    assert list(comparisons["sampler"]) == ["reflow3x64/euler:1:1"] and list(comparisons["pairs"]) == [2]
+    assert list(comparisons["reference"]) == ["heun:4:1.5"] and comparisons["margin"].iloc[0] == 0.01
+    # the same sampler recorded again in another file: the report refuses rather than pick one row per seed
+    (isolated_results / "smoke" / "flow_samplers" / "cas-t.csv").rename(
+        isolated_results / "smoke" / "flow_samplers" / "cas-copy.csv")
+    rows.to_csv(isolated_results / "smoke" / "flow_samplers" / "cas-t.csv", index=False)
+    again = script("flow_sampler_cas.py", "--profile", "smoke", "--report", results=isolated_results)
+    assert again.returncode != 0 and "recorded in more than one file" in again.stderr
 
 
 @pytest.mark.parametrize("args, message", [
     (["--samplers", "rk4:4"], "--samplers 'rk4:4': allowed: \\[reflow/\\]solver:steps"),
-    (["--samplers", "reflow/euler:1:1.5"], "guidance >= 1 \\(1 for reflow/\\)"),
+    (["--samplers", "reflow/euler:1:1.5"], "\\(1 for reflow/\\)"),
     (["--samplers", "heun:0"], "steps a positive integer"),
+    (["--samplers", "heun:4:nan"], "guidance a finite number >= 1"),
+    (["--samplers", "heun:²"], "steps a positive integer"),
+    (["--margin", "0"], "--margin 0.0: allowed"),
     (["--seeds", "0", "0"], "distinct seeds"),
-    (["--report", "--reference", "heun:4"], "no rows under"),
+    (["--report"], "no rows under"),
 ])
 def test_flow_sampler_cas_refuses_bad_arguments_before_any_compute(isolated_results, args, message):
     done = script("flow_sampler_cas.py", "--profile", "smoke", *args, results=isolated_results)
     assert done.returncode != 0
     assert re.search(message, done.stderr), done.stderr[-1000:]
+    assert not (isolated_results / "smoke" / "flow_samplers").exists()
 
 
 def test_generator_curves_records_a_variant_per_training_seed_with_its_cas(isolated_results):
@@ -64,11 +74,13 @@ def test_generator_curves_records_a_variant_per_training_seed_with_its_cas(isola
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--families", "cgan", "--config", "widht=32"], "--config: generator='cgan' has no config key"),
+    (["--families", "cgan", "--label", "x", "--config", "widht=32"], "--config: generator='cgan' has no config key"),
     (["--families", "cgan", "--config", "mode_seeking"], "allowed: KEY=VALUE"),
     (["--families", "cgan", "--config", "augment=mixup"], "the value is not JSON"),
     (["--families", "cgan", "cvae", "--label", "x"], "exactly one of --families"),
     (["--families", "diffusion"], "allowed values: cgan, cvae, flow, pca_gaussian"),
+    (["--families", "cgan", "--config", "mode_seeking=1"], "--config: allowed only with a --label"),
+    (["--families", "cgan", "--cas-seeds", "0", "0"], "--cas-seeds [0, 0]: allowed: distinct seeds"),
 ])
 def test_generator_curves_refuses_bad_arguments_before_any_compute(isolated_results, args, message):
     done = script("generator_curves.py", "--profile", "smoke", "--steps", "4", *args, results=isolated_results)

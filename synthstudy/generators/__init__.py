@@ -94,14 +94,9 @@ def identity(name: str) -> dict:
     model cache sees the change through `fit_cached`'s key; the cells that scored the old model must see it too)."""
     import inspect
     cls = _check_name(name)
-    defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty and not _neutral(cls, k, p.default)}
+    defaults = cls.key_options({k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                                if p.default is not inspect.Parameter.empty})
     return {"version": _REGISTRY[name][1], "defaults": defaults}
-
-
-def _neutral(cls, option: str, value) -> bool:
-    """Whether `option` = `value` is one of the family's `key_neutral` settings (left out of every key)."""
-    return option in cls.key_neutral and value == cls.key_neutral[option]
 
 
 def cell_key(name: str, steps: int, seed: int) -> dict:
@@ -154,8 +149,7 @@ def fit_cached(name: str, train: ImageSet, data_key: dict, config: dict, steps: 
         num_classes = int(train.labels.max()) + 1
     image_shape = tuple(train.images.shape[1:])
     gen = create(name, image_shape, num_classes, **config)   # validates everything before any compute
-    weights_config = {k: v for k, v in gen.config.items()
-                      if k not in cls.sampling_options and not _neutral(cls, k, v)}
+    weights_config = cls.key_options({k: v for k, v in gen.config.items() if k not in cls.sampling_options})
     key = {"name": name, "version": _REGISTRY[name][1], "data": dict(data_key), "data_sha": data_fingerprint(train),
            "config": weights_config, "image_shape": list(image_shape), "num_classes": num_classes,
            "steps": steps, "seed": seed}

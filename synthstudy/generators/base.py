@@ -74,10 +74,13 @@ class Generator(nn.Module):
     # config keys that change only how a fitted model samples (not its weights): the model cache leaves them out of
     # its key and sets them on the loaded model, so trying another sampler does not retrain
     sampling_options: tuple[str, ...] = ()
-    # options added after results were recorded, with the values that reproduce the old behaviour: while an option
-    # holds that value it is left out of the model cache's key and of the cells' `identity`, so adding the option
-    # does not orphan every cached model and recorded cell (an option set to anything else is in both keys)
-    key_neutral: dict = {}
+
+    @classmethod
+    def key_options(cls, config: dict) -> dict:
+        """The part of `config` that the model cache's key and the cells' `identity` hold. A family whose options
+        came after results were recorded leaves them out while they are off (see FlowMatching), so adding them does
+        not orphan every cached model and recorded cell."""
+        return dict(config)
 
     def __init__(self, image_shape, num_classes: int, config: dict):
         super().__init__()

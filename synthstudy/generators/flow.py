@@ -9,6 +9,9 @@ Two stages, as in latent diffusion, because pixel-space diffusion costs too much
    The class is dropped (replaced by a "null" class) with probability `p_uncond`, so one network gives both the
    conditional and the unconditional velocity for classifier-free guidance.
 
+Optionally (`reflow_steps` > 0, off by default) a third stage straightens the flow and distils the guidance into
+it, so one Euler step samples well (`FlowMatching._reflow`, `REFLOW_SAMPLER`).
+
 Sampling integrates dx/dt = v from t = 0 (noise) to t = 1 with `sample_steps` steps of `solver` (`SOLVERS`:
 euler, heun, midpoint, ab2 -- the two-step Adams-Bashforth method, second order from one evaluation per step),
 then decodes. The integration is deterministic, so the
@@ -47,7 +50,7 @@ SOLVERS = ("euler", "heun", "midpoint", "ab2")
 
 # The sampler issue 17 measured its "5x faster sampling" against: Heun with 8 steps and guidance, the default when
 # the issue was filed (heun 4 became the default since: 2.2x, see the measurements in FlowMatching.__init__).
-REFERENCE_SAMPLER = {"solver": "heun", "sample_steps": 8}
+REFERENCE_SAMPLER = {"solver": "heun", "sample_steps": 8, "guidance": 1.5}
 
 # The reflowed flow (see FlowMatching._reflow) and the sampler it is used with, measured on the quick flow (2,400
 # steps on the pool, seed 0; 5,000 samples vs 5,000 validation images in the domain feature space; samples/s on the
@@ -70,7 +73,7 @@ REFLOW_SAMPLER = {"reflow_steps": 4000, "reflow_pairs": 50_000, "guidance": 1.0,
 
 
 def describe_sampler(settings: dict) -> str:
-    """'heun 8, guidance 1.5' / 'euler 1, reflow 4000 steps' for tables."""
+    """'heun 8, guidance 1.5' / 'euler 1, reflow 4000 steps on 50,000 pairs' for tables."""
     signature = inspect.signature(FlowMatching.__init__).parameters.values()
     defaults = {**{p.name: p.default for p in signature if p.default is not p.empty}, **settings}
     text = f"{defaults['solver']} {defaults['sample_steps']}"
@@ -214,8 +217,14 @@ def _optimise(params, n_steps: int, loss_fn, name: str, cfg: dict, device, bar) 
 class FlowMatching(Generator):
     family = "flow"
     sampling_options = ("guidance", "sample_steps", "solver")
-    # the reflow options came after the study's records: off, they leave every cache and cell key as it was
-    key_neutral = {"reflow_steps": 0, "reflow_pairs": 50_000, "reflow_guidance": 1.5, "reflow_teacher_steps": 8}
+
+    @classmethod
+    def key_options(cls, config: dict) -> dict:
+        """Reflow came after the study's records: with `reflow_steps` 0 every reflow_* option is left out of the
+        keys (they do nothing then, and old keys stay valid); with reflow on, all of them are in."""
+        if config.get("reflow_steps", 0):
+            return dict(config)
+        return {k: v for k, v in config.items() if not k.startswith("reflow_")}
 
     def __init__(self, image_shape, num_classes: int, width: int = 16, latent_channels: int = 4, hidden: int = 384,
                  blocks: int = 3, ae_fraction: float = 0.6, ae_batch_size: int = 64, batch_size: int = 256,
@@ -247,7 +256,7 @@ class FlowMatching(Generator):
                             ("sample_steps", sample_steps), ("log_every", log_every),
                             ("reflow_pairs", reflow_pairs), ("reflow_teacher_steps", reflow_teacher_steps)):
             check_positive(name, value)
-        if not isinstance(reflow_steps, int) or reflow_steps < 0:
+        if not isinstance(reflow_steps, int) or isinstance(reflow_steps, bool) or reflow_steps < 0:
             raise ValueError(f"reflow_steps={reflow_steps!r}: allowed values are 0 (no reflow) or a positive "
                              f"number of student training steps")
         check_number("reflow_guidance", reflow_guidance, 0.0, math.inf, high_open=True)
@@ -422,7 +431,8 @@ class FlowMatching(Generator):
         x = self._integrate(z, labels)
         latent = x.view(len(x), *self.latent_shape) * self.latent_std[None, :, None, None] \
             + self.latent_mean[None, :, None, None]
-        # channels-last input: oneDNN's upsampling and convolutions ran the decoder 3.2x faster (355 -> 111 ms per
-        # 500 images, 1 thread; outputs equal to 4e-5 before the sigmoid), a third of the sampling time before
+        # channels-last input: oneDNN's convolutions ran the decoder 3.2x faster (355 -> 111 ms per 500 images, 1
+        # thread, measured before the upsample + conv pairs became transposed convolutions, which kept it faster:
+        # 48 vs 74 ms NCHW per 500 images, 2 threads)
         pixels = run_decoder(self.autoencoder.decoder, latent.contiguous(memory_format=torch.channels_last))
         return torch.sigmoid(pixels).contiguous()
