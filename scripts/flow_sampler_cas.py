@@ -25,6 +25,7 @@ fitted generator, so the CI covers pools and classifiers, not generator training
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from synthstudy import cells, config, data, generators, metrics, quality, runs, train
@@ -37,7 +38,6 @@ def parse_sampler(spec: str, reflow_steps: int, reflow_pairs: int) -> tuple[str,
     """'reflow/euler:1' -> ('reflow4000x50000/euler:1', the flow config that samples so); 'heun:4' ->
     ('heun:4:1.5', ...): the full name under which its rows are recorded, and the config, checked by the flow
     itself before any compute."""
-    import math
     reflow = spec.startswith("reflow/")
     parts = spec.removeprefix("reflow/").split(":")
     ok = 2 <= len(parts) <= 3 and parts[0] in SOLVERS and parts[1].isascii() and parts[1].isdigit() \
@@ -95,7 +95,7 @@ def main() -> None:
     P = config.load_profile(a.profile)
     ctx = cells.context(P["dataset"], P["val_size"])
     n_all = len(ctx.pool)
-    steps = train.steps_for_size(n_all, P["batch_size"], P["epochs"], P["min_steps"], P["max_steps"])
+    steps = cells.profile_steps(P, n_all)
     extractor = quality.domain_extractor(ctx.pool, P["dataset"], steps=P["extractor_steps"], seed=0,
                                          device=a.device, progress=False)
     samples = min(P["quality_samples"], len(ctx.val))

@@ -181,10 +181,21 @@ def classifier(key: dict, cell_dir: Path, device: str = "auto", progress: bool =
     source, idx = batch_source(key, device=device, progress=progress, weights=weights)
     runs.save_npy(Path(cell_dir) / "indices.npy", idx)
     ctx = key_context(key)
-    cfg = train.TrainConfig(steps=key["steps"], batch_size=key["batch_size"], lr=key["lr"], augment=key["augment"],
-                            tta=key["tta"], seed=key["seed"], device=device, progress=progress)
+    cfg = recipe_config(key, key["steps"], key["seed"], device, progress)
     return train.classifier_cell(source, cfg, key["model"], ctx.splits.image_shape, ctx.splits.num_classes,
                                  ctx.val, ctx.splits.test)
+
+
+def recipe_config(recipe, steps: int, seed: int, device: str = "auto", progress: bool = False) -> train.TrainConfig:
+    """The classifier's TrainConfig from a recipe mapping (a cell key, or a profile's parameters): batch size, lr,
+    augmentation and test-time augmentation, with the budget and seed given."""
+    return train.TrainConfig(steps=steps, batch_size=recipe["batch_size"], lr=recipe["lr"], augment=recipe["augment"],
+                             tta=recipe["tta"], seed=seed, device=device, progress=progress)
+
+
+def profile_steps(params, n: int) -> int:
+    """The classifier budget at N = n by the profile's rule (`train.steps_for_size`), from its parameters."""
+    return train.steps_for_size(n, params["batch_size"], params["epochs"], params["min_steps"], params["max_steps"])
 
 
 def pool_cas(gen, ctx: Context, params, seed: int, device: str = "auto") -> dict:
@@ -192,11 +203,8 @@ def pool_cas(gen, ctx: Context, params, seed: int, device: str = "auto") -> dict
     balanced pool of len(ctx.pool) samples drawn with `seed`, the profile's classifier at that N's budget trained
     with `seed`, then `train.classifier_cell`'s metrics (validation to choose on, test reported). For the scripts
     that compare settings of one family outside the notebooks' grids (samplers, penalties, seeds)."""
-    steps = train.steps_for_size(len(ctx.pool), params["batch_size"], params["epochs"], params["min_steps"],
-                                 params["max_steps"])
     pool = generators.sample_pool(gen.to(train.resolve_device(device)), len(ctx.pool), seed=seed)
-    cfg = train.TrainConfig(steps=steps, batch_size=params["batch_size"], lr=params["lr"], augment=params["augment"],
-                            tta=params["tta"], seed=seed, device=device, progress=False)
+    cfg = recipe_config(params, profile_steps(params, len(ctx.pool)), seed, device)
     return train.classifier_cell(sources.ImageSetSource(pool), cfg, params["model"], ctx.splits.image_shape,
                                  ctx.splits.num_classes, ctx.val, ctx.splits.test)
 
