@@ -56,11 +56,15 @@ def atomic_path(path: Path):
     """Yield a temporary path next to `path`; on success rename it onto `path` (atomic on POSIX)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a write killed outright (SIGKILL, power loss) cannot clean up after itself: its hidden temporary is removed by
-    # the next write of the same file (one writer per file in this project: cells write their own folders)
+    # a write killed outright (SIGKILL, power loss) cannot clean up after itself: the next write of the same file
+    # removes its hidden temporary, but only one whose writer is gone. Cells write their own folders, yet the
+    # artifact cache is shared: two executor workers can save the same generator at once (CI, stop 29: one worker
+    # deleted the other's in-flight temporary and that worker's rename failed). The temporary's name holds its
+    # writer's pid and host; another host's (a cluster on a shared disk) counts as stale only after a day.
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):     # names may hold [ or *
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if _writer_gone(stale, stale.name[len(path.name) + 2:]):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.w{os.getpid()}_{_HOST_TAG}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
@@ -70,6 +74,28 @@ def atomic_path(path: Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+_HOST_TAG = hashlib.sha1(platform.node().encode()).hexdigest()[:8]
+_WRITER_TAG = re.compile(r"w(\d+)_([0-9a-f]{8})\.")
+_FOREIGN_TEMPORARY_AGE_S = 86_400       # another host's writer: no pid to ask, so a day without change means debris
+
+
+def _writer_gone(temporary: Path, tag: str) -> bool:
+    """Whether the writer of `temporary` (its name's part after the target's, `tag`) has ended: debris to remove."""
+    match = _WRITER_TAG.match(tag)
+    if match and match.group(2) == _HOST_TAG:
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:         # alive, owned by another user
+            return False
+        return False
+    try:                                # another host's writer, or a temporary from before writers were tagged
+        return time.time() - temporary.stat().st_mtime > _FOREIGN_TEMPORARY_AGE_S
+    except FileNotFoundError:
+        return False
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -78,6 +78,26 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]       # no temp file left behind
 
 
+def test_a_write_keeps_a_live_writers_temporary_and_removes_a_dead_ones(tmp_path):
+    """Two workers may save one shared cache file at once: neither may delete the other's in-flight temporary
+    (CI stop 29 failed so), while a killed writer's debris is still cleaned up."""
+    path = tmp_path / "key.json"
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    live = tmp_path / f".key.json.w{os.getpid()}_{runs._HOST_TAG}.abc123.tmp"
+    dead = tmp_path / f".key.json.w{ended.pid}_{runs._HOST_TAG}.def456.tmp"
+    foreign_fresh = tmp_path / ".key.json.w1_0123abcd.ghi789.tmp"
+    foreign_old = tmp_path / ".key.json.w1_0123abcd.jkl012.tmp"
+    for temporary in (live, dead, foreign_fresh, foreign_old):
+        temporary.write_text("partial")
+    day_ago = time.time() - runs._FOREIGN_TEMPORARY_AGE_S - 60
+    os.utime(foreign_old, (day_ago, day_ago))
+    runs.write_json(path, {"ok": 1})
+    assert json.loads(path.read_text()) == {"ok": 1}
+    assert live.exists() and foreign_fresh.exists()
+    assert not dead.exists() and not foreign_old.exists()
+
+
 def test_cache_builds_once_and_returns_the_same_artifact(isolated_results):
     builds = []
     def build():
