@@ -15,31 +15,45 @@ one file per invocation, so several processes can share a GPU); `--report` reads
     python scripts/flow_sampler_cas.py --profile paper --samplers heun:4:1.5 heun:4:1 heun:4:2 --tag guidance
     python scripts/flow_sampler_cas.py --profile paper --report --reference heun:4:1.5
 
-A sampler is `[reflow/]solver:steps[:guidance]` (solvers: euler, heun, midpoint, ab2; guidance defaults to the
-flow's, and is 1 for a reflowed model, which has its teacher's guidance in its weights). Rows are recorded under the
-sampler's full name, guidance and reflow budget included (`heun:4:1.5`, `reflow4000x50000/euler:1`), so rows of
-different models never pair. A reflowed model is fitted whole (teacher, then reflow) under its own cache key: on
-CPU its teacher is the cached flow's exact twin (same seed), on a GPU only up to the last bits, and each arm is one
-fitted generator, so the CI covers pools and classifiers, not generator training.
+A sampler is `[reflow/]solver:steps[:guidance][@threshold]` (solvers: euler, heun, midpoint, ab2; guidance defaults
+to the flow's, and is 1 for a reflowed model, which has its teacher's guidance in its weights; `@0.9` keeps only
+samples the domain classifier, trained on the pool, gives their class a probability >= 0.9: GaFi's sample filter,
+`generators.filtered`). Rows are recorded under the sampler's full name, guidance, reflow budget and filter
+included (`heun:4:1.5`, `reflow4000x50000/euler:1`, `heun:4:1.5@judge0.9`), so rows of different models never
+pair. A filtered sampler's FID is read in its judge's own feature space, which flatters it; its CAS classifier is
+trained from scratch and is not the judge. A reflowed model is fitted whole (teacher, then reflow) under its own
+cache key: on CPU its teacher is the cached flow's exact twin (same seed), on a GPU only up to the last bits, and
+each arm is one fitted generator, so the CI covers pools and classifiers, not generator training.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 
 from synthstudy import cells, config, data, generators, metrics, quality, runs, train
+from synthstudy.generators.filtered import ClassifierFiltered
 from synthstudy.generators.flow import REFLOW_SAMPLER, SOLVERS
 
 OUT_DIR = "flow_samplers"
 
 
-def parse_sampler(spec: str, reflow_steps: int, reflow_pairs: int) -> tuple[str, dict]:
-    """'reflow/euler:1' -> ('reflow4000x50000/euler:1', the flow config that samples so); 'heun:4' ->
-    ('heun:4:1.5', ...): the full name under which its rows are recorded, and the config, checked by the flow
-    itself before any compute."""
+def parse_sampler(spec: str, reflow_steps: int, reflow_pairs: int) -> tuple[str, dict, float | None]:
+    """'reflow/euler:1' -> ('reflow4000x50000/euler:1', the flow config that samples so, None); 'heun:4@0.9' ->
+    ('heun:4:1.5@judge0.9', ..., 0.9): the full name under which its rows are recorded, the config, checked by
+    the flow itself before any compute, and the filter's threshold (None: no filter)."""
     reflow = spec.startswith("reflow/")
-    parts = spec.removeprefix("reflow/").split(":")
+    body, at, filter_text = spec.partition("@")
+    threshold = None
+    if at:
+        try:
+            threshold = float(filter_text)
+        except ValueError:
+            threshold = math.nan
+        if not 0 < threshold < 1:
+            raise SystemExit(f"--samplers {spec!r}: the filter threshold after @ must be a probability in (0, 1)")
+    parts = body.removeprefix("reflow/").split(":")
     ok = 2 <= len(parts) <= 3 and parts[0] in SOLVERS and parts[1].isascii() and parts[1].isdigit() \
         and int(parts[1]) > 0
     default_guidance = 1.0 if reflow else generators.config_options("flow")["guidance"]
@@ -48,9 +62,9 @@ def parse_sampler(spec: str, reflow_steps: int, reflow_pairs: int) -> tuple[str,
     except ValueError:
         ok = False
     if not ok or not (math.isfinite(guidance) and guidance >= 1.0) or (reflow and guidance != 1.0):
-        raise SystemExit(f"--samplers {spec!r}: allowed: [reflow/]solver:steps[:guidance] with solver in "
+        raise SystemExit(f"--samplers {spec!r}: allowed: [reflow/]solver:steps[:guidance][@threshold] with solver in "
                          f"{', '.join(SOLVERS)}, steps a positive integer, guidance a finite number >= 1 "
-                         f"(1 for reflow/)")
+                         f"(1 for reflow/), threshold a probability in (0, 1)")
     config = {"solver": parts[0], "sample_steps": int(parts[1]), "guidance": guidance}
     if reflow:
         config.update(reflow_steps=reflow_steps, reflow_pairs=reflow_pairs)
@@ -59,7 +73,8 @@ def parse_sampler(spec: str, reflow_steps: int, reflow_pairs: int) -> tuple[str,
     except ValueError as err:
         raise SystemExit(f"--samplers {spec!r}: {err}") from None
     prefix = f"reflow{reflow_steps}x{reflow_pairs}/" if reflow else ""
-    return f"{prefix}{parts[0]}:{int(parts[1])}:{guidance:g}", config
+    suffix = f"@judge{threshold:g}" if threshold is not None else ""
+    return f"{prefix}{parts[0]}:{int(parts[1])}:{guidance:g}{suffix}", config, threshold
 
 
 def main() -> None:
@@ -82,7 +97,8 @@ def main() -> None:
         raise SystemExit("--reflow-steps / --reflow-pairs: allowed values are positive integers")
     if not a.margin > 0:
         raise SystemExit(f"--margin {a.margin}: allowed: a number of percentage points > 0")
-    samplers = dict(parse_sampler(spec, a.reflow_steps, a.reflow_pairs) for spec in a.samplers)
+    samplers = {name: (sampler, threshold) for name, sampler, threshold in
+                (parse_sampler(spec, a.reflow_steps, a.reflow_pairs) for spec in a.samplers)}
     if len(set(a.seeds)) != len(a.seeds):
         raise SystemExit(f"--seeds {a.seeds}: allowed: distinct seeds (a repeated seed is the same run twice)")
     if not a.tag.replace("-", "").replace("_", "").isalnum():
@@ -105,10 +121,12 @@ def main() -> None:
     path = out_dir / f"cas-{a.tag}.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
     done = {(r["sampler"], int(r["seed"])) for r in rows}
-    for spec, sampler in samplers.items():
+    for spec, (sampler, threshold) in samplers.items():
         gen, _ = generators.fit_on_subset("flow", ctx.pool, dataset=P["dataset"], n="all", subset_seed=0,
                                           steps=P["gen_steps"]["flow"], seed=P["gen_seed"], config=sampler,
                                           device=a.device, progress=False)
+        if threshold is not None:
+            gen = ClassifierFiltered(gen, copy.deepcopy(extractor.classifier), threshold)
         fid = quality.sample_quality(extractor, reference, generators.sample_pool(gen, samples, seed=0),
                                      per_class=False)["fid"]
         for seed in a.seeds:
@@ -119,6 +137,7 @@ def main() -> None:
             rows.append({"sampler": spec, "seed": seed, "val_accuracy": scored["val_accuracy"],
                          "test_accuracy": scored["test_accuracy"], "fid": fid,
                          "evaluations": gen.evaluations_per_sample(),
+                         "acceptance": getattr(gen, "acceptance", 1.0),
                          "reflow_steps": sampler.get("reflow_steps", 0),
                          "reflow_pairs": sampler.get("reflow_pairs", 0), "seconds": time.perf_counter() - start,
                          "device": str(train.resolve_device(a.device))})
@@ -151,7 +170,7 @@ def report(out_dir, reference: str, margin: float) -> None:
         text = ("reference" if name == reference else
                 metrics.format_difference(vs.iloc[0]) if len(vs) else "no seed shared with the reference")
         print(f"  {name}: val {row['val']:.2%} (test {row['test']:.2%}), FID {row['fid']:.2f}, "
-              f"{int(row['evaluations'])} evaluations/sample, {int(row['seeds'])} seeds; {text}")
+              f"{row['evaluations']:.3g} evaluations/sample, {int(row['seeds'])} seeds; {text}")
     runs.write_text(out_dir / "comparisons.csv", comparisons.to_csv(index=False))
 
 

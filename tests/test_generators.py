@@ -421,3 +421,73 @@ def test_upsampled_conv_equals_upsampling_then_the_convolution(size):
         patch.setattr(flow, "upsampled_conv", lambda x, conv: folded.append(1) or original(x, conv))
         assert torch.allclose(flow.run_decoder(decoder, z), decoder(z), atol=1e-5)
     assert len(folded) == 2                       # both upsampling stages ran folded, none fell back
+
+
+# ---------------------------------------------------------------- classifier-filtered sampling (GaFi's filter)
+class _MislabellingGenerator:
+    """A stub generator whose image of class c is a flat grey level (c + 0.5) / 10; with probability `wrong` it
+    draws another class's level instead (a planted class-fidelity defect the filter must remove)."""
+    num_classes, image_shape = 10, (1, 4, 4)
+
+    def __init__(self, wrong: float):
+        self.wrong = wrong
+
+    def check_labels(self, labels):
+        return torch.as_tensor(labels).long()
+
+    def to(self, device):
+        return self
+
+    def evaluations_per_sample(self):
+        return 1
+
+    def sample(self, labels, rng=None):
+        shown = torch.where(torch.rand(len(labels), generator=rng) < self.wrong,
+                            torch.randint(0, 10, (len(labels),), generator=rng), labels)
+        return ((shown.float() + 0.5) / 10)[:, None, None, None].expand(-1, 1, 4, 4).clone()
+
+
+class _GreyLevelJudge(torch.nn.Module):
+    """A perfect classifier of the stub's images (model input in [-1, 1]): the class whose grey level is nearest."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(2000.0))
+
+    def forward(self, x):
+        level = (x.mean(dim=(1, 2, 3)) + 1) / 2
+        centres = (torch.arange(10).float() + 0.5) / 10
+        return -self.scale * (level[:, None] - centres[None]) ** 2
+
+
+def _shown_class(images):
+    return (images.mean(dim=(1, 2, 3)) * 10).floor().long()
+
+
+def test_the_classifier_filter_removes_planted_wrong_class_samples_and_keeps_the_rest():
+    from synthstudy.generators.filtered import ClassifierFiltered
+    gen = _MislabellingGenerator(wrong=0.3)
+    labels = torch.arange(2000) % 10
+    unfiltered = gen.sample(labels, rng=torch.Generator().manual_seed(0))
+    assert (_shown_class(unfiltered) != labels).float().mean() > 0.2      # the planted defect is there
+    filtered = ClassifierFiltered(gen, _GreyLevelJudge(), threshold=0.9)
+    kept = filtered.sample(labels, rng=torch.Generator().manual_seed(0))
+    assert torch.equal(_shown_class(kept), labels)                       # and gone after filtering
+    assert 0.65 < filtered.acceptance < 0.8                               # 1 - 0.3 * 9/10 of draws pass
+    assert filtered.evaluations_per_sample() == pytest.approx(1 / filtered.acceptance)
+    again = ClassifierFiltered(gen, _GreyLevelJudge(), threshold=0.9).sample(labels,
+                                                                             rng=torch.Generator().manual_seed(0))
+    assert torch.equal(kept, again)                                      # same rng, same images
+    pool = generators.sample_pool(filtered, 100, seed=1)                 # serves as a pool's generator
+    assert torch.equal(_shown_class(pool.images.float() / 255), pool.labels)
+
+
+def test_the_classifier_filter_refuses_bad_thresholds_and_names_classes_it_cannot_fill():
+    from synthstudy.generators.filtered import ClassifierFiltered
+    for bad in (0, 1, 1.5, -0.1, True, "0.9", float("nan")):
+        with pytest.raises(ValueError, match="threshold"):
+            ClassifierFiltered(_MislabellingGenerator(0.0), _GreyLevelJudge(), threshold=bad)
+    always_wrong = ClassifierFiltered(_MislabellingGenerator(wrong=1.0), _GreyLevelJudge(), threshold=0.9,
+                                      max_rounds=2)
+    with pytest.raises(ValueError, match="still rejected after max_rounds=2.*lower the threshold"):
+        always_wrong.sample(torch.arange(50) % 10, rng=torch.Generator().manual_seed(0))

@@ -20,20 +20,26 @@ def script(name, *args, results):
 
 def test_flow_sampler_cas_pairs_the_reflowed_flow_with_the_reference_on_seeds(isolated_results):
     done = script("flow_sampler_cas.py", "--profile", "smoke", "--samplers", "heun:4:1.5", "reflow/euler:1",
-                  "--seeds", "0", "1", "--reflow-steps", "3", "--reflow-pairs", "64", "--tag", "t",
+                  "heun:4@0.0001", "--seeds", "0", "1", "--reflow-steps", "3", "--reflow-pairs", "64", "--tag", "t",
                   results=isolated_results)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "cas-t.csv")
     # full names: guidance filled in, the reflow budget in the name (rows of other models never pair)
     assert sorted(zip(rows["sampler"], rows["seed"])) == [("heun:4:1.5", 0), ("heun:4:1.5", 1),
+                                                           ("heun:4:1.5@judge0.0001", 0), ("heun:4:1.5@judge0.0001", 1),
                                                            ("reflow3x64/euler:1:1", 0), ("reflow3x64/euler:1:1", 1)]
-    # guidance doubles the batch: Heun 4 with guidance is 16 evaluations per image, the reflowed Euler step 1
-    assert dict(zip(rows["sampler"], rows["evaluations"])) == {"heun:4:1.5": 16, "reflow3x64/euler:1:1": 1}
+    # guidance doubles the batch: Heun 4 with guidance is 16 evaluations per image, the reflowed Euler step 1;
+    # the filter's rejected draws are counted in its cost (16 / acceptance)
+    evaluations = dict(zip(rows["sampler"], rows["evaluations"]))
+    assert evaluations["heun:4:1.5"] == 16 and evaluations["reflow3x64/euler:1:1"] == 1
+    filtered = rows[rows["sampler"] == "heun:4:1.5@judge0.0001"].iloc[-1]
+    assert 0 < filtered["acceptance"] <= 1 and filtered["evaluations"] == pytest.approx(16 / filtered["acceptance"])
     report = script("flow_sampler_cas.py", "--profile", "smoke", "--report", results=isolated_results)
     assert report.returncode == 0, report.stderr[-2000:]
     comparisons = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "comparisons.csv")
-    assert list(comparisons["sampler"]) == ["reflow3x64/euler:1:1"] and list(comparisons["pairs"]) == [2]
-    assert list(comparisons["reference"]) == ["heun:4:1.5"] and comparisons["margin"].iloc[0] == 0.01
+    assert sorted(comparisons["sampler"]) == ["heun:4:1.5@judge0.0001", "reflow3x64/euler:1:1"]
+    assert list(comparisons["pairs"]) == [2, 2]
+    assert set(comparisons["reference"]) == {"heun:4:1.5"} and set(comparisons["margin"]) == {0.01}
     # the same sampler recorded again in another file: the report refuses rather than pick one row per seed
     (isolated_results / "smoke" / "flow_samplers" / "cas-t.csv").rename(
         isolated_results / "smoke" / "flow_samplers" / "cas-copy.csv")
@@ -48,6 +54,8 @@ def test_flow_sampler_cas_pairs_the_reflowed_flow_with_the_reference_on_seeds(is
     (["--samplers", "heun:0"], "steps a positive integer"),
     (["--samplers", "heun:4:nan"], "guidance a finite number >= 1"),
     (["--samplers", "heun:²"], "steps a positive integer"),
+    (["--samplers", "heun:4@1"], "threshold after @ must be a probability in \\(0, 1\\)"),
+    (["--samplers", "heun:4@x"], "threshold after @ must be a probability"),
     (["--margin", "0"], "--margin 0.0: allowed"),
     (["--seeds", "0", "0"], "distinct seeds"),
     (["--report"], "no rows under"),

@@ -1,0 +1,74 @@
+"""Classifier-filtered sampling: keep only the samples a classifier trained on the real pool reads as their class.
+
+GaFi (Lampis, Lomurno & Matteucci 2023, "Bridging the gap: enhancing the utility of synthetic data via
+post-processing techniques") brings GAN data to within 2.03 points of real data on Fashion-MNIST; the first of its
+post-processing steps is this filter: a classifier trained on the real training data scores each generated image,
+and images whose probability for the class they were generated for falls below a threshold are drawn again. It
+trades sampling work (the rejected draws) for class fidelity: a generator whose class-conditional samples drift
+into other classes teaches a CAS classifier wrong labels, and the filter removes those.
+
+The judge here is the domain feature extractor's classifier (`quality.domain_extractor`): trained on the pool only
+(never validation or test), so the filter uses no data a real arm could not use. The threshold is a setting to be
+chosen on validation CAS (`scripts/flow_sampler_cas.py`, `name:steps@threshold`), never on test.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .. import train
+
+
+class ClassifierFiltered:
+    """`gen` behind a rejection filter: `sample(labels)` redraws each image until `judge` gives its label a
+    probability >= `threshold`. Same rng -> same images; has what `sample_pool` and `cells.pool_cas` use
+    (`num_classes`, `image_shape`, `to`, `sample`) and counts what the filter cost (`acceptance`)."""
+
+    def __init__(self, gen, judge: nn.Module, threshold: float, max_rounds: int = 30):
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+            raise ValueError(f"threshold={threshold!r} must be a probability in (0, 1) (0 would keep every sample)")
+        train.check_positive("max_rounds", max_rounds)
+        self.gen, self.judge, self.threshold, self.max_rounds = gen, judge.eval(), float(threshold), max_rounds
+        self.num_classes, self.image_shape = gen.num_classes, gen.image_shape
+        self.drawn = self.kept = 0
+
+    def to(self, device) -> ClassifierFiltered:
+        self.gen = self.gen.to(device)
+        self.judge = self.judge.to(device)
+        return self
+
+    @property
+    def acceptance(self) -> float:
+        """Share of the draws so far that passed the filter (each kept image cost 1 / acceptance draws)."""
+        return self.kept / self.drawn if self.drawn else math.nan
+
+    def evaluations_per_sample(self) -> float:
+        """The generator's network evaluations per kept image: its own per draw, over the acceptance so far."""
+        return self.gen.evaluations_per_sample() / self.acceptance
+
+    @torch.no_grad()
+    def class_probability(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The judge's probability of each image's label; images as float [0, 1], quantised to uint8 levels first,
+        as `sample_pool` stores them."""
+        device = next(self.judge.parameters()).device
+        x = train.to_model_input(images.mul(255).round_().to(torch.uint8), device, channels_last=False)
+        return self.judge(x).float().softmax(1).gather(1, labels.to(device)[:, None]).squeeze(1).cpu()
+
+    def sample(self, labels, rng: torch.Generator | None = None) -> torch.Tensor:
+        labels = self.gen.check_labels(labels)
+        out, todo = None, torch.arange(len(labels))
+        for _ in range(self.max_rounds):
+            x = self.gen.sample(labels[todo], rng=rng).cpu()
+            out = torch.empty((len(labels), *x.shape[1:]), dtype=x.dtype) if out is None else out
+            keep = self.class_probability(x, labels[todo]) >= self.threshold
+            out[todo[keep]] = x[keep]
+            self.drawn, self.kept = self.drawn + len(todo), self.kept + int(keep.sum())
+            todo = todo[~keep]
+            if not len(todo):
+                return out
+        rejected = ", ".join(str(c) for c in sorted(set(labels[todo].tolist())))
+        raise ValueError(f"threshold={self.threshold}: {len(todo)} of {len(labels)} samples (classes {rejected}) were "
+                         f"still rejected after max_rounds={self.max_rounds} draws each; lower the threshold "
+                         f"(the judge rarely reads this generator's images of those classes as their class)")
