@@ -51,8 +51,9 @@ def parse_sampler(spec: str, reflow_steps: int, reflow_pairs: int) -> tuple[str,
             threshold = float(filter_text)
         except ValueError:
             threshold = math.nan
-        if not 0 < threshold < 1:
-            raise SystemExit(f"--samplers {spec!r}: the filter threshold after @ must be a probability in (0, 1)")
+        if not 0 < threshold < 1 or float(f"{threshold:g}") != threshold:     # its name must say it exactly
+            raise SystemExit(f"--samplers {spec!r}: the filter threshold after @ must be a probability in (0, 1), "
+                             f"written with at most 6 significant digits")
     parts = body.removeprefix("reflow/").split(":")
     ok = 2 <= len(parts) <= 3 and parts[0] in SOLVERS and parts[1].isascii() and parts[1].isdigit() \
         and int(parts[1]) > 0
@@ -127,17 +128,28 @@ def main() -> None:
                                           device=a.device, progress=False)
         if threshold is not None:
             gen = ClassifierFiltered(gen, copy.deepcopy(extractor.classifier), threshold)
-        fid = quality.sample_quality(extractor, reference, generators.sample_pool(gen, samples, seed=0),
-                                     per_class=False)["fid"]
+        try:
+            fid = quality.sample_quality(extractor, reference, generators.sample_pool(gen, samples, seed=0),
+                                         per_class=False)["fid"]
+        except ValueError as err:               # the filter could not fill the FID sample: name the argument
+            raise SystemExit(f"--samplers {spec!r}: {err}") from None
         for seed in a.seeds:
             if (spec, seed) in done:
                 continue
             start = time.perf_counter()
-            scored = cells.pool_cas(gen, ctx, P, seed, a.device)
+            drawn_before, kept_before = getattr(gen, "drawn", 0), getattr(gen, "kept", 0)
+            try:
+                scored = cells.pool_cas(gen, ctx, P, seed, a.device)
+            except ValueError as err:           # the filter could not fill the pool: name the argument
+                raise SystemExit(f"--samplers {spec!r}: {err}") from None
+            # this pool's share of draws that passed the filter (NaN: no filter); its cost per kept image
+            acceptance = ((gen.kept - kept_before) / (gen.drawn - drawn_before) if threshold is not None
+                          else math.nan)
+            per_draw = gen.gen.evaluations_per_sample() if threshold is not None else gen.evaluations_per_sample()
             rows.append({"sampler": spec, "seed": seed, "val_accuracy": scored["val_accuracy"],
                          "test_accuracy": scored["test_accuracy"], "fid": fid,
-                         "evaluations": gen.evaluations_per_sample(),
-                         "acceptance": getattr(gen, "acceptance", 1.0),
+                         "evaluations": per_draw / (acceptance if threshold is not None else 1.0),
+                         "acceptance": acceptance,
                          "reflow_steps": sampler.get("reflow_steps", 0),
                          "reflow_pairs": sampler.get("reflow_pairs", 0), "seconds": time.perf_counter() - start,
                          "device": str(train.resolve_device(a.device))})
@@ -153,6 +165,8 @@ def report(out_dir, reference: str, margin: float) -> None:
     if not files:
         raise SystemExit(f"no rows under {out_dir}: run the samplers first")
     table = pd.concat([pd.read_csv(f) for f in files])
+    if "acceptance" not in table:               # files written before the filter existed
+        table["acceptance"] = math.nan
     repeated = table[table.duplicated(["sampler", "seed"], keep=False)]
     if len(repeated):
         raise SystemExit(f"{out_dir}: sampler {repeated['sampler'].iloc[0]!r} seed {repeated['seed'].iloc[0]} is "
@@ -161,15 +175,17 @@ def report(out_dir, reference: str, margin: float) -> None:
         raise SystemExit(f"--reference {reference!r}: allowed: a recorded sampler, {sorted(set(table['sampler']))}")
     comparisons = metrics.paired_comparisons(table, "val_accuracy", "sampler", reference, margin=margin)
     means = table.groupby("sampler").agg(val=("val_accuracy", "mean"), test=("test_accuracy", "mean"),
-                                         fid=("fid", "first"), evaluations=("evaluations", "first"),
-                                         seeds=("seed", "count"))
+                                         fid=("fid", "first"), evaluations=("evaluations", "mean"),
+                                         acceptance=("acceptance", "mean"), seeds=("seed", "count"))
     print(f"validation CAS per sampler (test reported, never chosen on); each against {reference}, paired on seeds, "
           f"Holm over {len(comparisons)}, equivalence margin ±{margin * 100:g} pts:")
     for name, row in means.iterrows():
         vs = comparisons[comparisons["sampler"] == name] if len(comparisons) else comparisons
         text = ("reference" if name == reference else
                 metrics.format_difference(vs.iloc[0]) if len(vs) else "no seed shared with the reference")
-        print(f"  {name}: val {row['val']:.2%} (test {row['test']:.2%}), FID {row['fid']:.2f}, "
+        # a filtered sampler's FID is read in its judge's own feature space, which flatters it
+        filtered = "" if math.isnan(row["acceptance"]) else f" (judge's space), {row['acceptance']:.0%} of draws kept"
+        print(f"  {name}: val {row['val']:.2%} (test {row['test']:.2%}), FID {row['fid']:.2f}{filtered}, "
               f"{row['evaluations']:.3g} evaluations/sample, {int(row['seeds'])} seeds; {text}")
     runs.write_text(out_dir / "comparisons.csv", comparisons.to_csv(index=False))
 

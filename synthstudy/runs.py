@@ -60,7 +60,8 @@ def atomic_path(path: Path):
     # removes its hidden temporary, but only one whose writer is gone. Cells write their own folders, yet the
     # artifact cache is shared: two executor workers can save the same generator at once (CI, stop 29: one worker
     # deleted the other's in-flight temporary and that worker's rename failed). The temporary's name holds its
-    # writer's pid and host; another host's (a cluster on a shared disk) counts as stale only after a day.
+    # writer's pid and host (and pid namespace); another host's (a cluster on a shared disk) or one of another
+    # file whose name extends this one's counts as stale only after a day.
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):     # names may hold [ or *
         if _writer_gone(stale, stale.name[len(path.name) + 2:]):
             stale.unlink(missing_ok=True)
@@ -76,15 +77,23 @@ def atomic_path(path: Path):
             os.unlink(tmp)
 
 
-_HOST_TAG = hashlib.sha1(platform.node().encode()).hexdigest()[:8]
-_WRITER_TAG = re.compile(r"w(\d+)_([0-9a-f]{8})\.")
+def _pid_namespace() -> str:
+    """The pid namespace this process's pids are numbered in (containers sharing a host name can differ)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+_HOST_TAG = hashlib.sha1(f"{platform.node()}:{_pid_namespace()}".encode()).hexdigest()[:8]
+_WRITER_TAG = re.compile(r"w(\d+)_([0-9a-f]{8})\.[A-Za-z0-9_]+\.tmp")     # mkstemp's random part, then .tmp
 _FOREIGN_TEMPORARY_AGE_S = 86_400       # another host's writer: no pid to ask, so a day without change means debris
 
 
 def _writer_gone(temporary: Path, tag: str) -> bool:
     """Whether the writer of `temporary` (its name's part after the target's, `tag`) has ended: debris to remove."""
-    match = _WRITER_TAG.match(tag)
-    if match and match.group(2) == _HOST_TAG:
+    match = _WRITER_TAG.fullmatch(tag)
+    if match and match.group(2) == _HOST_TAG and 0 < int(match.group(1)) < 2 ** 31:
         try:
             os.kill(int(match.group(1)), 0)
         except ProcessLookupError:
@@ -495,9 +504,37 @@ def cached(kind: str, key: dict, build: Callable[[], Any], root: Path | None = N
     import torch
     folder = Path(root or results_root()) / "cache" / kind / stable_hash(key)
     path = folder / "artifact.pt"
-    if path.is_file():
+
+    def load():
         return torch.load(path, weights_only=False, map_location=None if torch.cuda.is_available() else "cpu")
-    artifact = build()
-    save_torch(path, artifact)
-    write_json(folder / "key.json", key)
+
+    if path.is_file():
+        return load()
+    # one builder per artifact: parallel workers that miss together wait for the first one's artifact instead of
+    # each training it for minutes (and, on a GPU, ending with copies that differ in their last bits)
+    with _exclusive(folder / ".build.lock"):
+        if path.is_file():
+            return load()
+        artifact = build()
+        save_torch(path, artifact)
+        write_json(folder / "key.json", key)
     return artifact
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an exclusive advisory lock on `lock_path` (fcntl.flock; released when the process ends, even killed).
+    Where flock does not exist (Windows) it only creates the file: builds may then run twice, which is safe."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:          # pragma: no cover - not on Linux / macOS
+        fcntl = None
+    with open(lock_path, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)

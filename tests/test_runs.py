@@ -109,6 +109,30 @@ def test_cache_builds_once_and_returns_the_same_artifact(isolated_results):
     assert len(builds) == 2 and np.array_equal(a["weights"], b["weights"]) and c is not None
 
 
+def test_parallel_workers_missing_the_cache_together_build_the_artifact_once(tmp_path):
+    """Executor workers share results/cache: a second worker that misses while the first builds waits for its
+    artifact instead of training the same model again."""
+    script = tmp_path / "build.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from synthstudy import runs
+
+        def build():
+            with open({str(tmp_path / "builds.log")!r}, "a") as log:
+                log.write("built\\n")
+            time.sleep(1.5)
+            return {{"value": 7}}
+
+        print(runs.cached("demo", {{"n": 1}}, build)["value"])
+    """))
+    env = {**os.environ, "SYNTHSTUDY_RESULTS": str(tmp_path / "res"), "PYTHONPATH": os.getcwd()}
+    workers = [subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=120)[0].strip() for w in workers]
+    assert outputs == ["7", "7"]
+    assert (tmp_path / "builds.log").read_text() == "built\n"
+
+
 def test_cache_made_on_a_gpu_loads_on_a_cpu_only_machine(isolated_results, monkeypatch):
     """A cache filled on a lent GPU (artifacts saved as CUDA tensors) and resumed on a laptop: the paper run's audits
     stopped here once. Saving with the storage location forced to cuda:0 writes such a file on any machine."""
