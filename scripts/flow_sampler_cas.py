@@ -126,36 +126,31 @@ def main() -> None:
         gen, _ = generators.fit_on_subset("flow", ctx.pool, dataset=P["dataset"], n="all", subset_seed=0,
                                           steps=P["gen_steps"]["flow"], seed=P["gen_seed"], config=sampler,
                                           device=a.device, progress=False)
-        if threshold is not None:
+        filtered = threshold is not None
+        if filtered:    # the judge is its own copy: pool_cas moves it (with the generator) to the device
             gen = ClassifierFiltered(gen, copy.deepcopy(extractor.classifier), threshold)
-        try:
+        try:                                    # the filter may fail to fill a pool: name the argument then
             fid = quality.sample_quality(extractor, reference, generators.sample_pool(gen, samples, seed=0),
                                          per_class=False)["fid"]
-        except ValueError as err:               # the filter could not fill the FID sample: name the argument
-            raise SystemExit(f"--samplers {spec!r}: {err}") from None
-        for seed in a.seeds:
-            if (spec, seed) in done:
-                continue
-            start = time.perf_counter()
-            drawn_before, kept_before = getattr(gen, "drawn", 0), getattr(gen, "kept", 0)
-            try:
+            for seed in a.seeds:
+                if (spec, seed) in done:
+                    continue
+                start = time.perf_counter()
+                if filtered:
+                    gen.reset_counts()          # acceptance and cost of this pool, not a running total
                 scored = cells.pool_cas(gen, ctx, P, seed, a.device)
-            except ValueError as err:           # the filter could not fill the pool: name the argument
-                raise SystemExit(f"--samplers {spec!r}: {err}") from None
-            # this pool's share of draws that passed the filter (NaN: no filter); its cost per kept image
-            acceptance = ((gen.kept - kept_before) / (gen.drawn - drawn_before) if threshold is not None
-                          else math.nan)
-            per_draw = gen.gen.evaluations_per_sample() if threshold is not None else gen.evaluations_per_sample()
-            rows.append({"sampler": spec, "seed": seed, "val_accuracy": scored["val_accuracy"],
-                         "test_accuracy": scored["test_accuracy"], "fid": fid,
-                         "evaluations": per_draw / (acceptance if threshold is not None else 1.0),
-                         "acceptance": acceptance,
-                         "reflow_steps": sampler.get("reflow_steps", 0),
-                         "reflow_pairs": sampler.get("reflow_pairs", 0), "seconds": time.perf_counter() - start,
-                         "device": str(train.resolve_device(a.device))})
-            runs.write_text(path, pd.DataFrame(rows).to_csv(index=False))      # atomic: resumable after a kill
-            print(f"{spec} seed {seed}: validation CAS {scored['val_accuracy']:.2%}, FID {fid:.2f} "
-                  f"({rows[-1]['seconds']:.0f} s)", flush=True)
+                rows.append({"sampler": spec, "seed": seed, "val_accuracy": scored["val_accuracy"],
+                             "test_accuracy": scored["test_accuracy"], "fid": fid,
+                             "evaluations": gen.evaluations_per_sample(),
+                             "acceptance": gen.acceptance if filtered else math.nan,
+                             "reflow_steps": sampler.get("reflow_steps", 0),
+                             "reflow_pairs": sampler.get("reflow_pairs", 0),
+                             "seconds": time.perf_counter() - start, "device": str(train.resolve_device(a.device))})
+                runs.write_text(path, pd.DataFrame(rows).to_csv(index=False))      # atomic: resumable after a kill
+                print(f"{spec} seed {seed}: validation CAS {scored['val_accuracy']:.2%}, FID {fid:.2f} "
+                      f"({rows[-1]['seconds']:.0f} s)", flush=True)
+        except ValueError as err:
+            raise SystemExit(f"--samplers {spec!r}: {err}") from None
 
 
 def report(out_dir, reference: str, margin: float) -> None:

@@ -17,6 +17,7 @@ to a temporary file in the same folder and is renamed into place, so a killed ru
 """
 from __future__ import annotations
 
+import fcntl
 import functools
 import glob
 import hashlib
@@ -99,7 +100,7 @@ def _writer_gone(temporary: Path, tag: str) -> bool:
         except ProcessLookupError:
             return True
         except PermissionError:         # alive, owned by another user
-            return False
+            pass
         return False
     try:                                # another host's writer, or a temporary from before writers were tagged
         return time.time() - temporary.stat().st_mtime > _FOREIGN_TEMPORARY_AGE_S
@@ -523,18 +524,8 @@ def cached(kind: str, key: dict, build: Callable[[], Any], root: Path | None = N
 
 @contextmanager
 def _exclusive(lock_path: Path):
-    """Hold an exclusive advisory lock on `lock_path` (fcntl.flock; released when the process ends, even killed).
-    Where flock does not exist (Windows) it only creates the file: builds may then run twice, which is safe."""
+    """Hold an exclusive advisory lock on `lock_path` (flock: released when the file closes or the process dies)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:          # pragma: no cover - not on Linux / macOS
-        fcntl = None
     with open(lock_path, "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

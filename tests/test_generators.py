@@ -6,6 +6,7 @@ import torch
 
 from synthstudy import data, generators
 from synthstudy.generators import cgan
+from synthstudy.generators.filtered import ClassifierFiltered
 
 # tiny widths and step counts: these tests check behaviour and plumbing, not image quality
 FAST = {
@@ -465,7 +466,6 @@ def _shown_class(images):
 
 
 def test_the_classifier_filter_removes_planted_wrong_class_samples_and_keeps_the_rest():
-    from synthstudy.generators.filtered import ClassifierFiltered
     gen = _MislabellingGenerator(wrong=0.3)
     labels = torch.arange(2000) % 10
     unfiltered = gen.sample(labels, rng=torch.Generator().manual_seed(0))
@@ -483,7 +483,6 @@ def test_the_classifier_filter_removes_planted_wrong_class_samples_and_keeps_the
 
 
 def test_the_classifier_filter_refuses_bad_thresholds_and_names_classes_it_cannot_fill():
-    from synthstudy.generators.filtered import ClassifierFiltered
     for bad in (0, 1, 1.5, -0.1, True, "0.9", float("nan")):
         with pytest.raises(ValueError, match="threshold"):
             ClassifierFiltered(_MislabellingGenerator(0.0), _GreyLevelJudge(), threshold=bad)

@@ -38,7 +38,7 @@ from .. import train
 class ClassifierFiltered:
     """`gen` behind a rejection filter: `sample(labels)` redraws each image until `judge` gives its label a
     probability >= `threshold`. Has what `sample_pool` and `cells.pool_cas` use (`num_classes`, `image_shape`,
-    `to`, `sample`) and counts what the filter cost (`drawn`, `kept`, `acceptance`, running totals).
+    `to`, `sample`) and counts what the filter cost (`drawn`, `kept`, `acceptance`, since `reset_counts`).
 
     Same rng -> same images on the same hardware. Across devices, one judge decision that flips at the threshold
     (float rounding) changes how many draws the rng serves, so every later image of the pool differs: pools from a
@@ -50,12 +50,16 @@ class ClassifierFiltered:
         train.check_positive("max_rounds", max_rounds)
         self.gen, self.judge, self.threshold, self.max_rounds = gen, judge.eval(), float(threshold), max_rounds
         self.num_classes, self.image_shape = gen.num_classes, gen.image_shape
-        self.drawn = self.kept = 0
+        self.reset_counts()
 
     def to(self, device) -> ClassifierFiltered:
         self.gen = self.gen.to(device)
         self.judge = self.judge.to(device)
         return self
+
+    def reset_counts(self) -> None:
+        """Start counting draws afresh (e.g. per pool, so `acceptance` describes that pool alone)."""
+        self.drawn = self.kept = 0
 
     @property
     def acceptance(self) -> float:
