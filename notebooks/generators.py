@@ -76,6 +76,8 @@ import torch
 from IPython.display import Image, Markdown, display
 
 from synthstudy import analysis_scaling, cells, config, generators, metrics, plots, quality, runs, train
+from synthstudy.analysis_generators import cas_reference
+from synthstudy.analysis_generators import findings as curve_findings
 
 P = config.from_namespace(config.GeneratorsParams, globals())
 ctx = cells.context(P.dataset, P.val_size, P.allow_download, P.data_root, P.image_size)
@@ -138,22 +140,6 @@ for ax, (gen_name, curve, values) in zip(axes[0], curves):
     ax.set_title(f"{gen_name}: {curve}", fontsize=9)
     ax.set_xlabel("step")
 plots.save(fig, "generators_training_curves", run.dir)
-
-# %% [markdown]
-# ## Validation FID against the training budget
-# Losses do not say when a generator stops improving. `scripts/generator_curves.py` fits each family at several
-# budgets (each its own fit, cached like every generator) and scores FID and recall on validation; where it has run
-# for this profile its table and figure show here, with this profile's and the other's stop points (`gen_steps`).
-
-# %%
-curves = runs.results_root() / P.profile / "generator_curves"
-if (curves / "curves.csv").is_file():
-    display(pd.read_csv(curves / "curves.csv")[["generator", "gen_steps", "fid", "recall", "precision",
-                                                 "fit_seconds", "device"]])
-    display(Image(filename=str(curves / "figures" / "generator_fid_curves.png")))
-else:
-    print(f"no budget curves for {P.profile!r} yet: python scripts/generator_curves.py --profile {P.profile} "
-          f"(minutes on a GPU)")
 
 # %% [markdown]
 # ## Faster flow sampling: the reflowed flow
@@ -233,6 +219,27 @@ ax2.bar(synthetic["arm"], synthetic["fid"], color="tab:blue")
 ax2.set_ylabel("FID (domain features, lower is better)")
 ax2.set_title("distance to held-out real images")
 plots.save(fig, "generators_cas_fid", run.dir)
+
+# %% [markdown]
+# ## Trained to the plateau? Validation FID and CAS against the training budget
+# Losses do not say when a generator stops improving. `scripts/generator_curves.py` fits each family at several
+# budgets (each its own fit, cached like every generator) and scores FID and recall on validation, and with
+# `--cas-seeds` validation CAS; where it has run for this profile its table, figure and reading show here, with this
+# profile's and the other's stop points (`gen_steps`). One classifier seed per budget: two budgets differ beyond
+# seed noise only by more than 1.96·√2·sd of the CAS seeds above (`analysis_generators`).
+
+# %%
+curves = runs.results_root() / P.profile / "generator_curves"
+if (curves / "curves.csv").is_file():
+    curve_table = pd.read_csv(curves / "curves.csv")
+    display(curve_table[["generator", "gen_steps", "fid", "recall", "precision", "cas_val", "cas_test",
+                         "fit_seconds", "device"]])
+    display(Image(filename=str(curves / "figures" / "generator_fid_curves.png")))
+    display(Markdown("\n".join(f"- {line}" for line in curve_findings(
+        curve_table, {P.profile: P.gen_steps}, *cas_reference(cas_table)))))
+else:
+    print(f"no budget curves for {P.profile!r} yet: python scripts/generator_curves.py --profile {P.profile} "
+          f"(minutes on a GPU)")
 
 # %% [markdown]
 # ## Per-class quality

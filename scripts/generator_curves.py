@@ -121,24 +121,35 @@ def parse_config(items: list[str]) -> dict:
 
 
 def plot(table, out_dir) -> None:
-    """FID and recall against the budget per family, with the quick and paper stop points marked."""
+    """FID and recall (and validation CAS, where scored) against the budget per variant, with the quick and paper
+    stop points marked."""
     import matplotlib.pyplot as plt
 
-    from synthstudy import plots
+    from synthstudy import analysis_generators, plots
     stops = {name: config.load_profile(name)["gen_steps"] for name in ("quick", "paper")}
+    table = table.assign(cas=analysis_generators.cas_means(table) * 100)
+    panels = [("fid", "validation FID (domain features; lower is better)"), ("recall", "recall (PRDC)")]
+    if table["cas"].notna().any():
+        panels.append(("cas", "validation CAS (%; one classifier seed)"))
     plots.style()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
     first_seed = table[table["gen_seed"] == table.groupby("generator")["gen_seed"].transform("min")]
-    for family, rows in first_seed.sort_values("gen_steps").groupby("generator"):
-        for ax, value in zip(axes, ("fid", "recall")):
-            line, = ax.plot(rows["gen_steps"], rows[value], "o-", label=family)
+    colors = dict(zip(sorted(first_seed["generator"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for variant, rows in first_seed.sort_values("gen_steps").groupby("generator"):
+        family = rows["family"].iloc[0]
+        for ax, (value, _) in zip(axes, panels):
+            shown = rows[rows[value].notna()]
+            if shown.empty:
+                continue
+            ax.plot(shown["gen_steps"], shown[value], "o-", color=colors[variant], label=variant)
             for name, style in (("quick", ":"), ("paper", "--")):
                 if family in stops[name]:
-                    ax.axvline(stops[name][family], color=line.get_color(), ls=style, lw=0.8)
-    for ax, label in zip(axes, ("validation FID (domain features; lower is better)", "recall (PRDC)")):
+                    ax.axvline(stops[name][family], color=colors[variant], ls=style, lw=0.8)
+    for ax, (_, label) in zip(axes, panels):
         ax.set_xscale("log")
-        ax.set_xlabel("training steps (each budget its own fit; dotted: quick's stop, dashed: paper's)")
+        ax.set_xlabel("training steps (each budget its own fit)")
         ax.set_ylabel(label)
+    axes[-1].set_title("vertical lines: dotted quick's stop, dashed paper's", fontsize=9)
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.tight_layout()

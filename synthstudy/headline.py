@@ -131,10 +131,33 @@ def cas_rows() -> list[dict]:
                          f"partly: {below} of {len(verdicts)} families below real"),
              "source": "generators, every row"},
             {"this study (paper)": f"closest family: {top['arm']}, ratio {top['ratio']:.3f}, {gap:.1f} points "
-                                   f"below real (no post-processing here)",
+                                   f"below real (no post-processing here){longer_training(top['arm'])}",
              "agrees?": ("yes: within GaFi's 2.03 points" if gap <= 2.03 else
                          f"no: {gap:.1f} points below real against GaFi's 2.03"),
              "source": f"generators, row {top['arm']}"}]
+
+
+def longer_training(family: str) -> str:
+    """What the budget curves (results/paper/generator_curves, `analysis_generators`) say of the family beyond the
+    paper's stop: its validation CAS at the largest budget measured, against the real arm's validation accuracy;
+    empty where no CAS was scored beyond the stop."""
+    import pandas as pd
+
+    from . import analysis_generators
+    curves = runs.results_root() / PROFILE / "generator_curves" / "curves.csv"
+    cells = run_dir("generators") / "metrics.csv"
+    stop = config.load_profile(PROFILE)["gen_steps"].get(family)
+    if not curves.is_file() or not cells.is_file() or not cells.stat().st_size or stop is None:
+        return ""
+    _, real_val = analysis_generators.cas_reference(pd.read_csv(cells))
+    for row in analysis_generators.plateaus(pd.read_csv(curves)):
+        scored = [(b, c) for b, c in zip(row["budgets"], row["cas"]) if c == c and b > stop]
+        if row["generator"] == family and scored and real_val:
+            steps, cas = scored[-1]
+            return (f"; trained {steps // stop}× longer ({steps:,} steps, one classifier seed, "
+                    f"scripts/generator_curves.py) its validation CAS reaches {100 * cas:.1f}%, "
+                    f"{cas / real_val:.3f} of real's {100 * real_val:.2f}%")
+    return ""
 
 
 def scaling_row() -> dict:

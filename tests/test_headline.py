@@ -118,3 +118,20 @@ def test_a_run_with_overrides_in_the_paper_folder_is_not_read_as_the_paper_run(i
     row = headline.sigma_row()
     assert row["agrees?"] == "pending" and "paper+overrides" in row["this study (paper)"]
     assert headline.section() is None                                   # nothing of the paper profile itself
+
+
+def test_the_cas_row_adds_the_budget_curve_beyond_the_paper_stop_only_where_it_was_scored(isolated_results):
+    run = paper_run("generators", pd.DataFrame({
+        "arm": ["real", "flow"], "test accuracy (%)": ["93.50 ± 0.10", "83.00 ± 1.50"], "ratio": [1.0, 0.888],
+        "vs real (paired)": ["—", "-10.50 [-12.00, -9.00] pts, lower (p_Holm 0.001)"]}))
+    runs.write_text(run.dir / "metrics.csv", pd.DataFrame({
+        "arm": ["real", "real", "pool", "pool"], "generator": ["none", "none", "flow", "flow"],
+        "val_accuracy": [0.94, 0.94, 0.82, 0.84]}).to_csv(index=False))
+    assert "longer" not in headline.cas_rows()[1]["this study (paper)"]          # no curves: nothing added
+    stop = PAPER["gen_steps"]["flow"]
+    curves = runs.results_root() / "paper" / "generator_curves"
+    runs.write_text(curves / "curves.csv", pd.DataFrame({
+        "generator": "flow", "family": "flow", "gen_steps": [stop, 4 * stop], "gen_seed": 0, "fid": [3.0, 1.6],
+        "recall": [0.4, 0.5], "cas_val": [0.83, 0.893]}).to_csv(index=False))
+    text = headline.cas_rows()[1]["this study (paper)"]
+    assert f"trained 4× longer ({4 * stop:,} steps" in text and "reaches 89.3%, 0.950 of real's 94.00%" in text
