@@ -18,12 +18,13 @@ one file per invocation, so several processes can share a GPU); `--report` reads
 A sampler is `[reflow/]solver:steps[:guidance][@threshold]` (solvers: euler, heun, midpoint, ab2; guidance defaults
 to the flow's, and is 1 for a reflowed model, which has its teacher's guidance in its weights; `@0.9` keeps only
 samples the domain classifier, trained on the pool, gives their class a probability >= 0.9: GaFi's sample filter,
-`generators.filtered`). Rows are recorded under the sampler's full name, guidance, reflow budget and filter
-included (`heun:4:1.5`, `reflow4000x50000/euler:1`, `heun:4:1.5@judge0.9`), so rows of different models never
-pair. A filtered sampler's FID is read in its judge's own feature space, which flatters it; its CAS classifier is
-trained from scratch and is not the judge. A reflowed model is fitted whole (teacher, then reflow) under its own
-cache key: on CPU its teacher is the cached flow's exact twin (same seed), on a GPU only up to the last bits, and
-each arm is one fitted generator, so the CI covers pools and classifiers, not generator training.
+`generators.filtered`). Rows are recorded under the sampler's full name, guidance, reflow budget and filter included
+(`heun:4:1.5`, `reflow4000x50000/euler:1`, `heun:4:1.5@judge0.9`), and the flow's training budget where
+`--gen-steps` differs from the profile's (`flow32000/heun:4:1.5`), so rows of different models never pair. A filtered
+sampler's FID is read in its judge's own feature space, which flatters it; its CAS classifier is trained from
+scratch and is not the judge. A reflowed model is fitted whole (teacher, then reflow) under its own cache key: on
+CPU its teacher is the cached flow's exact twin (same seed), on a GPU only up to the last bits, and each arm is one
+fitted generator, so the CI covers pools and classifiers, not generator training.
 """
 from __future__ import annotations
 
@@ -87,6 +88,8 @@ def main() -> None:
                     help="student training steps (default: generators.flow.REFLOW_SAMPLER's)")
     ap.add_argument("--reflow-pairs", type=int, default=REFLOW_SAMPLER["reflow_pairs"],
                     help="teacher pairs (default: REFLOW_SAMPLER's)")
+    ap.add_argument("--gen-steps", type=int, help="the flow's training steps (default: the profile's gen_steps; "
+                                                   "another budget is named in the rows: flow32000/heun:4:1.5)")
     ap.add_argument("--tag", default="run", help="this invocation's file: cas-<tag>.csv")
     ap.add_argument("--report", action="store_true", help="only compare the recorded rows")
     ap.add_argument("--reference", default="heun:4:1.5",
@@ -94,12 +97,16 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=1.0, help="--report: equivalence margin, percentage points")
     ap.add_argument("--device", default="auto")
     a = ap.parse_args()
-    if a.reflow_steps < 1 or a.reflow_pairs < 1:
-        raise SystemExit("--reflow-steps / --reflow-pairs: allowed values are positive integers")
+    if a.reflow_steps < 1 or a.reflow_pairs < 1 or (a.gen_steps is not None and a.gen_steps < 1):
+        raise SystemExit("--reflow-steps / --reflow-pairs / --gen-steps: allowed values are positive integers")
     if not a.margin > 0:
         raise SystemExit(f"--margin {a.margin}: allowed: a number of percentage points > 0")
     samplers = {name: (sampler, threshold) for name, sampler, threshold in
                 (parse_sampler(spec, a.reflow_steps, a.reflow_pairs) for spec in a.samplers)}
+    profile_gen_steps = config.load_profile(a.profile)["gen_steps"]["flow"]
+    gen_steps = a.gen_steps or profile_gen_steps
+    if gen_steps != profile_gen_steps:          # rows of another flow budget must not pair with the profile's
+        samplers = {f"flow{gen_steps}/{name}": spec for name, spec in samplers.items()}
     if len(set(a.seeds)) != len(a.seeds):
         raise SystemExit(f"--seeds {a.seeds}: allowed: distinct seeds (a repeated seed is the same run twice)")
     if not a.tag.replace("-", "").replace("_", "").isalnum():
@@ -117,14 +124,14 @@ def main() -> None:
                                          device=a.device, progress=False)
     samples = min(P["quality_samples"], len(ctx.val))
     reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), samples, seed=0))
-    print(f"{a.profile}: flow {P['gen_steps']['flow']} steps; CAS classifier {steps} steps x {P['batch_size']} on "
+    print(f"{a.profile}: flow {gen_steps} steps; CAS classifier {steps} steps x {P['batch_size']} on "
           f"{n_all:,} synthetic images; device {train.resolve_device(a.device)}", flush=True)
     path = out_dir / f"cas-{a.tag}.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
     done = {(r["sampler"], int(r["seed"])) for r in rows}
     for spec, (sampler, threshold) in samplers.items():
         gen, _ = generators.fit_on_subset("flow", ctx.pool, dataset=P["dataset"], n="all", subset_seed=0,
-                                          steps=P["gen_steps"]["flow"], seed=P["gen_seed"], config=sampler,
+                                          steps=gen_steps, seed=P["gen_seed"], config=sampler,
                                           device=a.device, progress=False)
         filtered = threshold is not None
         if filtered:    # the judge is its own copy: pool_cas moves it (with the generator) to the device

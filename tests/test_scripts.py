@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthstudy import config
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +54,15 @@ def test_flow_sampler_cas_pairs_the_reflowed_flow_with_the_reference_on_seeds(is
     assert again.returncode != 0 and "recorded in more than one file" in again.stderr
 
 
+def test_flow_sampler_cas_names_another_flow_budget_in_its_rows(isolated_results):
+    steps = config.load_profile("smoke")["gen_steps"]["flow"] * 2
+    done = script("flow_sampler_cas.py", "--profile", "smoke", "--samplers", "heun:2", "--seeds", "0",
+                  "--gen-steps", str(steps), "--tag", "longer", results=isolated_results)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "cas-longer.csv")
+    assert list(rows["sampler"]) == [f"flow{steps}/heun:2:1.5"]       # never paired with the profile's flow
+
+
 @pytest.mark.parametrize("args, message", [
     (["--samplers", "rk4:4"], "--samplers 'rk4:4': allowed: \\[reflow/\\]solver:steps"),
     (["--samplers", "reflow/euler:1:1.5"], "\\(1 for reflow/\\)"),
@@ -62,6 +73,7 @@ def test_flow_sampler_cas_pairs_the_reflowed_flow_with_the_reference_on_seeds(is
     (["--samplers", "heun:4@x"], "threshold after @ must be a probability"),
     (["--samplers", "heun:4@0.50000001"], "at most 6 significant digits"),
     (["--margin", "0"], "--margin 0.0: allowed"),
+    (["--gen-steps", "0"], "--gen-steps: allowed values are positive integers"),
     (["--seeds", "0", "0"], "distinct seeds"),
     (["--report"], "no rows under"),
 ])
