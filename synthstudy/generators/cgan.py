@@ -32,7 +32,9 @@ Training recipe (each piece is there for small N on a CPU):
     lr_g=1e-4, lr_d=4e-4 (TTUR):      FID 12.35, recall 0.02, precision 0.59, CAS 62.9%
   Every setting that lifts recall (0.27-0.39) lowers precision and costs 4-7 CAS points (one seed each, so a
   direction, not a test): on this budget recall and usefulness as training data pull apart, and the defaults keep
-  the more useful generator.
+  the more useful generator. With the defaults, training longer lifts recall only slowly (paper profile, whole pool,
+  one fit per budget on an H200, results/paper/generator_curves): recall 0.01 / 0.03 / 0.09 and FID 10.6 / 6.07 /
+  4.60 at 1,000 / 3,000 / 6,000 steps, so 0.3 is not in reach at 2x the paper's budget without the settings above.
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
