@@ -225,15 +225,15 @@ plots.save(fig, "generators_cas_fid", run.dir)
 # Losses do not say when a generator stops improving. `scripts/generator_curves.py` fits each family at several
 # budgets (each its own fit, cached like every generator) and scores FID and recall on validation, and with
 # `--cas-seeds` validation CAS; where it has run for this profile its table, figure and reading show here, with this
-# profile's and the other's stop points (`gen_steps`). One classifier seed per budget: two budgets differ beyond
-# seed noise only by more than 1.96·√2·sd of the CAS seeds above (`analysis_generators`).
+# profile's and the other's stop points (`gen_steps`). The reading compares CAS at this profile's stop (the seeds
+# above) with CAS at the largest budget, against a t bound from the seeds' spread (`analysis_generators`).
 
 # %%
 curves = runs.results_root() / P.profile / "generator_curves"
 if (curves / "curves.csv").is_file():
     curve_table = pd.read_csv(curves / "curves.csv")
-    display(curve_table[["generator", "gen_steps", "fid", "recall", "precision", "cas_val", "cas_test",
-                         "fit_seconds", "device"]])
+    display(curve_table[["generator", "gen_steps", "fid", "recall", "precision", "cas_val", "fit_seconds",
+                         "device"]])
     display(Image(filename=str(curves / "figures" / "generator_fid_curves.png")))
     display(Markdown("\n".join(f"- {line}" for line in curve_findings(
         curve_table, {P.profile: P.gen_steps}, *cas_reference(cas_table)))))

@@ -20,11 +20,11 @@ to the flow's, and is 1 for a reflowed model, which has its teacher's guidance i
 samples the domain classifier, trained on the pool, gives their class a probability >= 0.9: GaFi's sample filter,
 `generators.filtered`). Rows are recorded under the sampler's full name, guidance, reflow budget and filter included
 (`heun:4:1.5`, `reflow4000x50000/euler:1`, `heun:4:1.5@judge0.9`), and the flow's training budget where
-`--gen-steps` differs from the profile's (`flow32000/heun:4:1.5`), so rows of different models never pair. A filtered
-sampler's FID is read in its judge's own feature space, which flatters it; its CAS classifier is trained from
-scratch and is not the judge. A reflowed model is fitted whole (teacher, then reflow) under its own cache key: on
-CPU its teacher is the cached flow's exact twin (same seed), on a GPU only up to the last bits, and each arm is one
-fitted generator, so the CI covers pools and classifiers, not generator training.
+`--gen-steps` differs from the profile's (`flow32000/heun:4:1.5`), so rows of different models never share a name. A
+filtered sampler's FID is read in its judge's own feature space, which flatters it; its CAS classifier is trained
+from scratch and is not the judge. A reflowed model is fitted whole (teacher, then reflow) under its own cache key:
+on CPU its teacher is the cached flow's exact twin (same seed), on a GPU only up to the last bits, and each arm is
+one fitted generator, so the CI covers pools and classifiers, not generator training.
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def main() -> None:
                 (parse_sampler(spec, a.reflow_steps, a.reflow_pairs) for spec in a.samplers)}
     profile_gen_steps = config.load_profile(a.profile)["gen_steps"]["flow"]
     gen_steps = a.gen_steps or profile_gen_steps
-    if gen_steps != profile_gen_steps:          # rows of another flow budget must not pair with the profile's
+    if gen_steps != profile_gen_steps:          # rows of another flow budget keep a name of their own
         samplers = {f"flow{gen_steps}/{name}": spec for name, spec in samplers.items()}
     if len(set(a.seeds)) != len(a.seeds):
         raise SystemExit(f"--seeds {a.seeds}: allowed: distinct seeds (a repeated seed is the same run twice)")

@@ -23,6 +23,7 @@ a `--label` that names the variant in the table and the figure; `--cas-seeds` ad
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -133,18 +134,20 @@ def plot(table, out_dir) -> None:
         panels.append(("cas", "validation CAS (%; one classifier seed)"))
     plots.style()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
-    first_seed = table[table["gen_seed"] == table.groupby("generator")["gen_seed"].transform("min")]
-    colors = dict(zip(sorted(first_seed["generator"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    for variant, rows in first_seed.sort_values("gen_steps").groupby("generator"):
-        family = rows["family"].iloc[0]
+    curves = analysis_generators.first_seed(table)
+    palette = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    colors = {variant: next(palette) for variant in sorted(curves["generator"].unique())}
+    for variant, rows in curves.sort_values("gen_steps").groupby("generator"):
         for ax, (value, _) in zip(axes, panels):
             shown = rows[rows[value].notna()]
-            if shown.empty:
-                continue
-            ax.plot(shown["gen_steps"], shown[value], "o-", color=colors[variant], label=variant)
+            if not shown.empty:
+                ax.plot(shown["gen_steps"], shown[value], "o-", color=colors[variant], label=variant)
+    for family, rows in curves.groupby("family"):          # each family's stops once, in its first variant's colour
+        color = colors[sorted(rows["generator"].unique())[0]]
+        for ax in axes:
             for name, style in (("quick", ":"), ("paper", "--")):
                 if family in stops[name]:
-                    ax.axvline(stops[name][family], color=colors[variant], ls=style, lw=0.8)
+                    ax.axvline(stops[name][family], color=color, ls=style, lw=0.8)
     for ax, (_, label) in zip(axes, panels):
         ax.set_xscale("log")
         ax.set_xlabel("training steps (each budget its own fit)")

@@ -1,19 +1,21 @@
-"""Analysis of the generator budget curves (`scripts/generator_curves.py`, issue 17): where each family stops
-improving, and whether a profile's `gen_steps` stops it there.
+"""Analysis of the generator budget curves (`scripts/generator_curves.py`, issue 17): where each family's FID
+flattens, and whether a profile's `gen_steps` leaves validation CAS on the table.
 
 The curves table has a row per (variant, budget, training seed): validation FID in the domain feature space, recall,
-and, where scored, validation CAS (one classifier seed per budget). Two readings, both on validation only:
+and, where scored, validation CAS (`cas_val`: one value per classifier seed). Both readings are on validation only:
 
-- FID: the plateau is the smallest budget that no larger budget improves by more than `FID_TOLERANCE` (relative).
-  FID has no seed CI here (one fit per budget), so the tolerance is a stated convention, not a test.
-- CAS: one classifier seed per budget, so two budgets differ beyond seed noise only by more than
-  `cas_seed_noise` (1.96·√2·sd of the CAS seeds of the same family at the profile's budget, from the generators
-  notebook). A profile's stop is below the plateau where a larger budget beats it by more than that noise: the
-  budget check's rule ("twice the budget moves validation accuracy by less than the CI") read along the curve. One
-  seed resolves only large gaps (paper's flow: ±4 pts), so "at its plateau by CAS" is weak evidence; FID, which
-  moves monotonically with the budget here, says whether the generator itself still improves.
+- FID: flat from the smallest budget that no larger budget improves by more than `FID_TOLERANCE` (relative),
+  with at least `FID_MIN_LATER` larger budgets measured. One fit per budget gives FID no CI here, so the
+  tolerance is a stated convention, not a test.
+- CAS at the stop against CAS at the largest budget measured (fixed in advance, so one comparison, not a search
+  over budgets): the stop's values are the generators notebook's CAS seeds at that budget (n of them), the largest
+  budget's are the curve's (k); the difference is beyond noise when it exceeds t(0.975, n−1)·sd·√(1/n + 1/k), sd the
+  notebook's seed spread — a two-sample t bound with the notebook's variance. The noise is that of classifier seeds
+  and pools on one fitted generator: each budget is its own fit, whose spread this leaves out, so the bound is
+  optimistic and a shortfall near it is weak evidence. Within the bound the reading is "inconclusive", never
+  "at the plateau".
 
-`findings` writes one sentence per variant; tests/test_analysis_generators.py plants a curve with a known plateau.
+`findings` writes one sentence per variant; tests/test_analysis_generators.py plants curves.
 """
 from __future__ import annotations
 
@@ -21,131 +23,135 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-# A doubling that cuts FID by less than 10% counts as flat (convention: measured on paper, the flow's doublings
-# cut it by 35%, 22%, 15% between 4,000 and 32,000 steps, the cVAE's by under 3% from 1,000 on).
+from .analysis_scaling import main_cells
+
+# A budget from which no larger budget cuts FID by more than 10% counts as flat (a convention; measured on paper,
+# the flow's doublings cut it by 35%, 22%, 15% between 4,000 and 32,000 steps, the cVAE's by under 3% from 1,000 on).
 FID_TOLERANCE = 0.10
+FID_MIN_LATER = 2             # one later budget alone cannot show a flat stretch
 
 
-def cas_seed_noise(values) -> float:
-    """How far apart two single-seed CAS values (fractions) can lie by seed noise alone, at 95%: 1.96·√2·sd, with sd
-    the spread across seeds of the same arm. NaN with fewer than two seeds."""
-    values = np.asarray(values, dtype=float)
-    return float(1.96 * math.sqrt(2) * values.std(ddof=1)) if len(values) >= 2 else math.nan
+def cas_values(cell) -> list[float]:
+    """A `cas_val` cell as numbers: "0.8226 0.8301" (several classifier seeds), 0.8226 (one, read by pandas as a
+    number) or empty (not scored)."""
+    return [float(v) for v in str(cell).split()] if pd.notna(cell) and str(cell).strip() else []
 
 
 def cas_means(table: pd.DataFrame) -> pd.Series:
     """The validation CAS of each row (the mean over its classifier seeds; NaN where not scored)."""
-    def mean(cell) -> float:       # "0.8226 0.8301" (several seeds), 0.8226 (one, read as a number) or empty
-        values = [float(v) for v in str(cell).split()] if pd.notna(cell) else []
-        return float(np.mean(values)) if values else math.nan
-    return table["cas_val"].map(mean) if "cas_val" in table else pd.Series(math.nan, index=table.index)
+    if "cas_val" not in table:
+        return pd.Series(math.nan, index=table.index)
+    return table["cas_val"].map(lambda cell: float(np.mean(cas_values(cell))) if cas_values(cell) else math.nan)
 
 
-def plateau_budget(steps, values, tolerance: float, relative: bool, lower_is_better: bool) -> int | None:
-    """The smallest budget that no larger budget improves on by more than `tolerance` (relative to its value where
-    `relative`); None where only the largest budget qualifies, since nothing beyond it was measured."""
+def first_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """Each variant's rows of its first training seed (the curve; other seeds measure the fit's spread)."""
+    return table[table["gen_seed"] == table.groupby("generator")["gen_seed"].transform("min")]
+
+
+def plateau_budget(steps, values, tolerance: float, min_later: int = FID_MIN_LATER) -> int | None:
+    """The smallest budget (of at least `min_later` larger measured ones) that no larger budget lowers by more than
+    `tolerance` of its value; None where no budget qualifies."""
+    steps, values = np.asarray(steps), np.asarray(values, dtype=float)
+    if len(steps) != len(values):
+        raise ValueError(f"steps ({len(steps)}) and values ({len(values)}) must have the same length")
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance={tolerance!r}: allowed: a number >= 0")
     order = np.argsort(steps)
-    steps, values = np.asarray(steps)[order], np.asarray(values, dtype=float)[order]
-    for i in range(len(steps) - 1):
-        if math.isnan(values[i]):
-            continue
+    steps, values = steps[order], values[order]
+    for i in range(len(steps)):
         later = values[i + 1:][~np.isnan(values[i + 1:])]
-        if not len(later):
-            return None
-        gain = (values[i] - later.min()) if lower_is_better else (later.max() - values[i])
-        if gain <= tolerance * (abs(values[i]) if relative else 1.0):
+        if math.isnan(values[i]) or len(later) < min_later:
+            continue
+        if values[i] - later.min() <= tolerance * abs(values[i]):
             return int(steps[i])
     return None
 
 
-def plateaus(table: pd.DataFrame, cas_noise: dict | None = None) -> list[dict]:
-    """Per variant (first training seed): its budgets with FID, recall and validation CAS at each, the FID plateau
-    budget (None: not reached within the measured budgets) and the CAS seed noise (NaN: CAS not scored at two
-    budgets, or no estimate for the family)."""
-    cas_noise = cas_noise or {}
-    rows = []
-    table = table.assign(cas=cas_means(table))
-    first = table[table["gen_seed"] == table.groupby("generator")["gen_seed"].transform("min")]
-    for variant, curve in first.sort_values("gen_steps").groupby("generator", sort=False):
-        family = curve["family"].iloc[0]
-        noise = cas_noise.get(family, math.nan)
-        scored = curve["cas"].notna().sum() >= 2
-        rows.append({"generator": variant, "family": family, "budgets": curve["gen_steps"].tolist(),
-                     "fid": curve["fid"].tolist(), "recall": curve["recall"].tolist(), "cas": curve["cas"].tolist(),
-                     "fid_plateau": plateau_budget(curve["gen_steps"], curve["fid"], FID_TOLERANCE, relative=True,
-                                                   lower_is_better=True),
-                     "cas_noise": noise if scored else math.nan})
-    return rows
-
-
-def _at(row, steps: int, key: str) -> float:
-    return row[key][row["budgets"].index(steps)] if steps in row["budgets"] else math.nan
-
-
-def _stop_verdict(row: dict, stop: int) -> str:
-    """Whether a profile's stop is at the plateau: by CAS where scored there and a seed-noise estimate exists (the
-    budget check's rule: does any larger budget beat it beyond noise?), else by FID."""
-    cas, noise = _at(row, stop, "cas"), row["cas_noise"]
-    later = [(c, b) for c, b in zip(row["cas"], row["budgets"]) if b > stop and not math.isnan(c)]
-    if not math.isnan(cas) and not math.isnan(noise) and later:
-        best, where = max(later)
-        if best - cas > noise:
-            return (f"below its plateau: {where:,} steps scores {100 * (best - cas):+.1f} pts validation CAS, "
-                    f"beyond one-seed noise (±{100 * noise:.1f})")
-        return f"at its plateau by CAS (no larger budget better beyond one-seed noise, ±{100 * noise:.1f} pts)"
-    if row["fid_plateau"] is not None and stop >= row["fid_plateau"]:
-        return "at its FID plateau"
-    return f"below its FID plateau (FID {_at(row, stop, 'fid'):.2f} there)"
-
-
-def findings(table: pd.DataFrame, stops: dict, cas_noise: dict | None = None,
-             real_val: float | None = None) -> list[str]:
-    """One sentence per variant: how FID (and CAS, where scored) moves along its budgets, where FID flattens, and
-    whether each profile's stop (`stops`: {profile: gen_steps}) is at its plateau (`_stop_verdict`). `real_val`:
-    the real arm's validation accuracy (fraction), for the CAS ratio at the largest budget."""
-    lines = []
-    for row in plateaus(table, cas_noise):
-        budgets, family = row["budgets"], row["family"]
-        first, last = budgets[0], budgets[-1]
-        text = (f"{row['generator']}: validation FID {row['fid'][0]:.2f} at {first:,} steps → {row['fid'][-1]:.2f} "
-                f"at {last:,}, recall {row['recall'][0]:.2f} → {row['recall'][-1]:.2f}; FID ")
-        text += (f"flat (no larger budget better by > {FID_TOLERANCE:.0%}) from {row['fid_plateau']:,} steps"
-                 if row["fid_plateau"] else f"still improving by > {FID_TOLERANCE:.0%} at {last:,} steps")
-        cas = [c for c in row["cas"] if not math.isnan(c)]
-        if cas:
-            text += f"; validation CAS (one seed per budget) {100 * cas[0]:.1f} → {100 * cas[-1]:.1f}%"
-            if real_val:
-                text += f" ({cas[-1] / real_val:.3f} of real's {100 * real_val:.2f}%)"
-        for profile, gen_steps in stops.items():
-            stop = gen_steps.get(family)
-            if stop is None or stop not in budgets:
-                continue
-            text += f"; {profile} stops at {stop:,}: " + _stop_verdict(row, stop)
-        lines.append(text + ".")
-    return lines
+def cas_shortfall(at_stop, at_largest, confidence: float = 0.95) -> tuple[float, float]:
+    """(mean CAS at the largest budget − mean at the stop, the noise bound t·sd·√(1/n + 1/k)) with sd and the
+    degrees of freedom from the stop's n seeds; the bound is NaN with fewer than two seeds or no spread."""
+    at_stop, at_largest = np.asarray(at_stop, dtype=float), np.asarray(at_largest, dtype=float)
+    difference = float(at_largest.mean() - at_stop.mean())
+    sd = at_stop.std(ddof=1) if len(at_stop) >= 2 else math.nan
+    if not sd > 0:                              # no spread measured: no estimate of the noise, not zero noise
+        return difference, math.nan
+    t = stats.t.ppf(0.5 + confidence / 2, len(at_stop) - 1)
+    return difference, float(t * sd * math.sqrt(1 / len(at_stop) + 1 / len(at_largest)))
 
 
 def cas_reference(cas_table: pd.DataFrame) -> tuple[dict, float | None]:
-    """From the generators notebook's CAS cells (metrics.csv): each family's one-seed CAS noise (`cas_seed_noise`
-    of its validation CAS over seeds) and the real arm's mean validation accuracy (None without a real arm)."""
-    main = cas_table[cas_table["budget_factor"].isna() | (cas_table["budget_factor"] == 1)] \
-        if "budget_factor" in cas_table else cas_table
+    """From the generators notebook's CAS cells (metrics.csv, or its table in memory): each family's validation CAS
+    per seed at the notebook's budget, and the real arm's mean validation accuracy (None without a real arm)."""
+    main = main_cells(cas_table)
     real = main[main["arm"] == "real"]["val_accuracy"]
-    noise = {family: cas_seed_noise(rows["val_accuracy"])
-             for family, rows in main[main["arm"] != "real"].groupby("generator")}
-    return noise, (float(real.mean()) if len(real) else None)
+    seeds = {family: rows["val_accuracy"].tolist() for family, rows in main[main["arm"] != "real"].groupby("generator")}
+    return seeds, (float(real.mean()) if len(real) else None)
 
 
-def profile_findings(profile: str) -> list[str]:
-    """`findings` for a profile's committed or local records: results/<profile>/generator_curves/curves.csv, with
-    the seed noise and the real arm from results/<profile>/generators/metrics.csv where that run exists, and the
-    profile's own stop points (`gen_steps`). Empty where the curves have not been run for the profile."""
-    from . import config, runs
-    root = runs.results_root() / profile
-    curves = root / "generator_curves" / "curves.csv"
-    if not curves.is_file():
-        return []
-    cas = root / "generators" / "metrics.csv"
-    noise, real_val = cas_reference(pd.read_csv(cas)) if cas.is_file() else ({}, None)
-    return findings(pd.read_csv(curves), {profile: config.load_profile(profile)["gen_steps"]}, noise, real_val)
+def _fid_reading(budgets, plateau) -> str:
+    if plateau is not None:
+        return f"FID flat (no larger budget better by > {FID_TOLERANCE:.0%}) from {plateau:,} steps"
+    return f"FID not flat within {budgets[-1]:,} steps (a larger budget beats each earlier one by > " \
+           f"{FID_TOLERANCE:.0%}, or fewer than {FID_MIN_LATER} larger ones were measured)"
+
+
+def _stop_reading(budgets, fids, cas_cells, plateau, stop: int, stop_seeds) -> str:
+    """The FID reading at a profile's stop, and the CAS comparison with the largest budget where both are scored."""
+    fid_at_stop = fids[budgets.index(stop)]
+    if stop == budgets[-1]:
+        text = "no larger budget measured"
+    elif plateau is not None and stop >= plateau:
+        text = f"FID flat there ({fid_at_stop:.2f})"
+    else:
+        text = f"FID still falls after it ({fid_at_stop:.2f} → {fids[-1]:.2f} at {budgets[-1]:,})"
+    largest = cas_values(cas_cells[-1])
+    at_stop = list(stop_seeds) or cas_values(cas_cells[budgets.index(stop)])
+    if stop != budgets[-1] and largest and at_stop:
+        difference, bound = cas_shortfall(at_stop, largest)
+        where = f"{budgets[-1]:,} steps scores {100 * difference:+.2f} pts validation CAS over the stop's " \
+                f"{len(at_stop)}-seed mean"
+        if math.isnan(bound):
+            text += f"; {where}, with no seed spread to judge it"
+        elif difference > bound:
+            text += f"; short of the largest budget: {where}, beyond seed noise (±{100 * bound:.2f}, classifier seeds)"
+        else:
+            text += f"; CAS inconclusive: {where}, within seed noise (±{100 * bound:.2f})"
+    return text
+
+
+def findings(table: pd.DataFrame, stops: dict, stop_cas: dict | None = None,
+             real_val: float | None = None) -> list[str]:
+    """One sentence per variant: how FID (and CAS, where scored) moves along its budgets, where FID flattens, and for
+    each profile's stop (`stops`: {profile: gen_steps}) that was measured, its reading (`_stop_reading`).
+    `stop_cas`: {family: validation CAS per seed at the stop} (the generators notebook's; else the curve's own);
+    `real_val`: the real arm's validation accuracy, for the ratio at the largest budget with CAS."""
+    stop_cas = stop_cas or {}
+    lines = []
+    for variant, curve in first_seed(table).sort_values("gen_steps").groupby("generator", sort=False):
+        family = curve["family"].iloc[0]
+        budgets, fids = [int(b) for b in curve["gen_steps"]], curve["fid"].tolist()
+        recall = curve["recall"].tolist()
+        if len(budgets) < 2:
+            lines.append(f"{variant}: one budget measured ({budgets[0]:,} steps: FID {fids[0]:.2f}, recall "
+                         f"{recall[0]:.2f}): no curve.")
+            continue
+        plateau = plateau_budget(budgets, fids, FID_TOLERANCE)
+        text = (f"{variant}: validation FID {fids[0]:.2f} at {budgets[0]:,} steps → {fids[-1]:.2f} at "
+                f"{budgets[-1]:,}, recall {recall[0]:.2f} → {recall[-1]:.2f}; " + _fid_reading(budgets, plateau))
+        cas_cells = curve["cas_val"].tolist() if "cas_val" in curve else [math.nan] * len(budgets)
+        scored = [(b, float(np.mean(cas_values(c)))) for b, c in zip(budgets, cas_cells) if cas_values(c)]
+        if scored:
+            text += (f"; validation CAS {100 * scored[0][1]:.1f}% at {scored[0][0]:,} → {100 * scored[-1][1]:.1f}% at "
+                     f"{scored[-1][0]:,} (one classifier seed per budget)")
+            if real_val:
+                text += f", {scored[-1][1] / real_val:.3f} of real's {100 * real_val:.2f}%"
+        for profile, gen_steps in stops.items():
+            stop = gen_steps.get(family)
+            if stop in budgets:
+                text += f"; {profile} stops at {stop:,}: " + _stop_reading(budgets, fids, cas_cells, plateau, stop,
+                                                                            stop_cas.get(family, []))
+        lines.append(text + ".")
+    return lines

@@ -12,6 +12,7 @@ number from another profile.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -139,25 +140,27 @@ def cas_rows() -> list[dict]:
 
 def longer_training(family: str) -> str:
     """What the budget curves (results/paper/generator_curves, `analysis_generators`) say of the family beyond the
-    paper's stop: its validation CAS at the largest budget measured, against the real arm's validation accuracy;
-    empty where no CAS was scored beyond the stop."""
+    paper run's stop (its params.json `gen_steps`): its validation CAS at the largest budget scored, against the
+    real arm's validation accuracy; empty where no CAS was scored beyond the stop."""
     import pandas as pd
 
     from . import analysis_generators
     curves = runs.results_root() / PROFILE / "generator_curves" / "curves.csv"
-    cells = run_dir("generators") / "metrics.csv"
-    stop = config.load_profile(PROFILE)["gen_steps"].get(family)
-    if not curves.is_file() or not cells.is_file() or not cells.stat().st_size or stop is None:
+    cells, params = run_dir("generators") / "metrics.csv", run_dir("generators") / "params.json"
+    if not (curves.is_file() and params.is_file() and cells.is_file() and cells.stat().st_size):
         return ""
+    stop = json.loads(params.read_text()).get("gen_steps", {}).get(family)
     _, real_val = analysis_generators.cas_reference(pd.read_csv(cells))
-    for row in analysis_generators.plateaus(pd.read_csv(curves)):
-        scored = [(b, c) for b, c in zip(row["budgets"], row["cas"]) if c == c and b > stop]
-        if row["generator"] == family and scored and real_val:
-            steps, cas = scored[-1]
-            return (f"; trained {steps // stop}× longer ({steps:,} steps, one classifier seed, "
-                    f"scripts/generator_curves.py) its validation CAS reaches {100 * cas:.1f}%, "
-                    f"{cas / real_val:.3f} of real's {100 * real_val:.2f}%")
-    return ""
+    rows = analysis_generators.first_seed(pd.read_csv(curves))
+    rows = rows[(rows["generator"] == family) & (rows["gen_steps"] > (stop or math.inf))].sort_values("gen_steps")
+    scored = [(int(r["gen_steps"]), analysis_generators.cas_values(r["cas_val"])) for _, r in rows.iterrows()
+              if analysis_generators.cas_values(r["cas_val"])]
+    if not scored or not real_val:
+        return ""
+    steps, cas = scored[-1]
+    return (f"; trained {steps / stop:g}× longer ({steps:,} steps, {len(cas)} classifier seed"
+            f"{'s' if len(cas) > 1 else ''}, scripts/generator_curves.py) its validation CAS reaches "
+            f"{100 * sum(cas) / len(cas):.1f}%, {sum(cas) / len(cas) / real_val:.3f} of real's {100 * real_val:.2f}%")
 
 
 def scaling_row() -> dict:

@@ -131,6 +131,10 @@ def test_the_cas_row_adds_the_budget_curve_beyond_the_paper_stop_only_where_it_w
     stop = PAPER["gen_steps"]["flow"]
     curves = runs.results_root() / "paper" / "generator_curves"
     runs.write_text(curves / "curves.csv", pd.DataFrame({
+        "generator": "flow", "family": "flow", "gen_steps": [stop // 2, stop, 4 * stop], "gen_seed": 0,
+        "fid": [5.0, 3.0, 1.6], "recall": [0.3, 0.4, 0.5], "cas_val": [0.80, 0.83, None]}).to_csv(index=False))
+    assert "longer" not in headline.cas_rows()[1]["this study (paper)"]          # CAS only up to the stop
+    runs.write_text(curves / "curves.csv", pd.DataFrame({
         "generator": "flow", "family": "flow", "gen_steps": [stop, 4 * stop], "gen_seed": 0, "fid": [3.0, 1.6],
         "recall": [0.4, 0.5], "cas_val": [0.83, 0.893]}).to_csv(index=False))
     text = headline.cas_rows()[1]["this study (paper)"]

@@ -60,7 +60,7 @@ def test_flow_sampler_cas_names_another_flow_budget_in_its_rows(isolated_results
                   "--gen-steps", str(steps), "--tag", "longer", results=isolated_results)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "cas-longer.csv")
-    assert list(rows["sampler"]) == [f"flow{steps}/heun:2:1.5"]       # never paired with the profile's flow
+    assert list(rows["sampler"]) == [f"flow{steps}/heun:2:1.5"]       # never mixed with the profile's flow's rows
 
 
 @pytest.mark.parametrize("args, message", [

@@ -34,7 +34,8 @@ Training recipe (each piece is there for small N on a CPU):
   direction, not a test): on this budget recall and usefulness as training data pull apart, and the defaults keep
   the more useful generator. With the defaults, training longer lifts recall only slowly (paper profile, whole pool,
   one fit per budget on an H200, results/paper/generator_curves): recall 0.01 / 0.03 / 0.09 and FID 10.6 / 6.07 /
-  4.60 at 1,000 / 3,000 / 6,000 steps, so 0.3 is not in reach at 2x the paper's budget without the settings above.
+  4.60 at 1,000 / 3,000 / 6,000 steps, so 0.3 is not in reach at 2x the paper's budget without the settings above
+  (paper's feature space is its own 6,000-step extractor's, quick's a 3,000-step one: the recalls compare loosely).
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
