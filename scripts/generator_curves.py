@@ -144,9 +144,9 @@ def plot(table, out_dir) -> None:
                 ax.plot(shown["gen_steps"], shown[value], "o-", color=colors[variant], label=variant)
     for family, rows in curves.groupby("family"):          # each family's stops once, in its first variant's colour
         color = colors[sorted(rows["generator"].unique())[0]]
-        for ax in axes:
+        for ax, (value, _) in zip(axes, panels):
             for name, style in (("quick", ":"), ("paper", "--")):
-                if family in stops[name]:
+                if family in stops[name] and rows[value].notna().any():     # only where the family has a curve
                     ax.axvline(stops[name][family], color=color, ls=style, lw=0.8)
     for ax, (_, label) in zip(axes, panels):
         ax.set_xscale("log")
