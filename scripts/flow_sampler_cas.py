@@ -103,9 +103,9 @@ def main() -> None:
         raise SystemExit(f"--margin {a.margin}: allowed: a number of percentage points > 0")
     samplers = {name: (sampler, threshold) for name, sampler, threshold in
                 (parse_sampler(spec, a.reflow_steps, a.reflow_pairs) for spec in a.samplers)}
-    profile_gen_steps = config.load_profile(a.profile)["gen_steps"]["flow"]
-    gen_steps = a.gen_steps or profile_gen_steps
-    if gen_steps != profile_gen_steps:          # rows of another flow budget keep a name of their own
+    P = config.load_profile(a.profile)
+    gen_steps = a.gen_steps or P["gen_steps"]["flow"]
+    if gen_steps != P["gen_steps"]["flow"]:     # rows of another flow budget keep a name of their own
         samplers = {f"flow{gen_steps}/{name}": spec for name, spec in samplers.items()}
     if len(set(a.seeds)) != len(a.seeds):
         raise SystemExit(f"--seeds {a.seeds}: allowed: distinct seeds (a repeated seed is the same run twice)")
@@ -116,7 +116,6 @@ def main() -> None:
         report(out_dir, a.reference, a.margin / 100)
         return
     import pandas as pd
-    P = config.load_profile(a.profile)
     ctx = cells.context(P["dataset"], P["val_size"])
     n_all = len(ctx.pool)
     steps = cells.profile_steps(P, n_all)

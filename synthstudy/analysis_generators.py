@@ -142,7 +142,7 @@ def findings(table: pd.DataFrame, stops: dict, stop_cas: dict | None = None,
         text = (f"{variant}: validation FID {fids[0]:.2f} at {budgets[0]:,} steps → {fids[-1]:.2f} at "
                 f"{budgets[-1]:,}, recall {recall[0]:.2f} → {recall[-1]:.2f}; " + _fid_reading(budgets, plateau))
         cas_cells = curve["cas_val"].tolist() if "cas_val" in curve else [math.nan] * len(budgets)
-        scored = [(b, float(np.mean(cas_values(c)))) for b, c in zip(budgets, cas_cells) if cas_values(c)]
+        scored = [(b, c) for b, c in zip(budgets, cas_means(curve)) if not math.isnan(c)]
         if scored:
             text += (f"; validation CAS {100 * scored[0][1]:.1f}% at {scored[0][0]:,} → {100 * scored[-1][1]:.1f}% at "
                      f"{scored[-1][0]:,} (one classifier seed per budget)")

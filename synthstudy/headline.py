@@ -153,14 +153,15 @@ def longer_training(family: str) -> str:
     _, real_val = analysis_generators.cas_reference(pd.read_csv(cells))
     rows = analysis_generators.first_seed(pd.read_csv(curves))
     rows = rows[(rows["generator"] == family) & (rows["gen_steps"] > (stop or math.inf))].sort_values("gen_steps")
-    scored = [(int(r["gen_steps"]), analysis_generators.cas_values(r["cas_val"])) for _, r in rows.iterrows()
-              if analysis_generators.cas_values(r["cas_val"])]
-    if not scored or not real_val:
+    rows = rows[analysis_generators.cas_means(rows).notna()]
+    if rows.empty or not real_val:
         return ""
-    steps, cas = scored[-1]
-    return (f"; trained {steps / stop:g}× longer ({steps:,} steps, {len(cas)} classifier seed"
-            f"{'s' if len(cas) > 1 else ''}, scripts/generator_curves.py) its validation CAS reaches "
-            f"{100 * sum(cas) / len(cas):.1f}%, {sum(cas) / len(cas) / real_val:.3f} of real's {100 * real_val:.2f}%")
+    last = rows.iloc[-1]
+    steps, seeds = int(last["gen_steps"]), len(analysis_generators.cas_values(last["cas_val"]))
+    cas = analysis_generators.cas_means(rows).iloc[-1]
+    return (f"; trained {steps / stop:g}× longer ({steps:,} steps, {seeds} classifier seed{'s' if seeds > 1 else ''}, "
+            f"scripts/generator_curves.py) its validation CAS reaches {100 * cas:.1f}%, {cas / real_val:.3f} of "
+            f"real's {100 * real_val:.2f}%")
 
 
 def scaling_row() -> dict:
