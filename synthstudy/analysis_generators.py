@@ -91,6 +91,15 @@ def cas_reference(cas_table: pd.DataFrame) -> tuple[dict, float | None]:
     return seeds, (float(real.mean()) if len(real) else None)
 
 
+def _seeds_text(cas_cells) -> str:
+    """How many classifier seeds each scored budget's CAS averages: 'one classifier seed per budget', or a range."""
+    counts = sorted({len(cas_values(c)) for c in cas_cells} - {0})
+    if counts == [1]:
+        return "one classifier seed per budget"
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"mean of {span} classifier seeds per budget"
+
+
 def _fid_reading(budgets, plateau) -> str:
     if plateau is not None:
         return f"FID flat (no larger budget better by > {FID_TOLERANCE:.0%}) from {plateau:,} steps"
@@ -145,7 +154,7 @@ def findings(table: pd.DataFrame, stops: dict, stop_cas: dict | None = None,
         scored = [(b, c) for b, c in zip(budgets, cas_means(curve)) if not math.isnan(c)]
         if scored:
             text += (f"; validation CAS {100 * scored[0][1]:.1f}% at {scored[0][0]:,} → {100 * scored[-1][1]:.1f}% at "
-                     f"{scored[-1][0]:,} (one classifier seed per budget)")
+                     f"{scored[-1][0]:,} ({_seeds_text(cas_cells)})")
             if real_val:
                 text += f", {scored[-1][1] / real_val:.3f} of real's {100 * real_val:.2f}%"
         for profile, gen_steps in stops.items():

@@ -98,3 +98,10 @@ def test_the_notebook_cas_table_gives_each_family_its_seeds_and_the_real_arm():
     seeds, real = ag.cas_reference(cas_table)
     assert real == pytest.approx(0.93)                         # the budget check's doubled cell left out
     assert seeds == {"flow": [0.80, 0.84], "cgan": [0.70]}
+
+
+def test_the_cas_clause_counts_the_classifier_seeds_it_averages():
+    one, = ag.findings(curve("flow", "flow", [1000, 2000], [9, 5], cas=[0.80, 0.82]), {})
+    several, = ag.findings(curve("flow", "flow", [1000, 2000], [9, 5], cas=["0.80 0.82", "0.83 0.85 0.84"]), {})
+    assert "(one classifier seed per budget)" in one
+    assert "81.0% at 1,000 → 84.0% at 2,000 (mean of 2-3 classifier seeds per budget)" in several
