@@ -35,8 +35,9 @@
 # trained on the pool to its plateau; its validation accuracy is shown below). The **membership attack** scores a
 # real image by its distance to the nearest sample; its AUC is reported only where the memoriser reaches
 # AUC ≥ 0.9 in the same setting (the copier ceiling, shown beside it). The whole-pool models the study uses
-# (`audit_zoo`, cached by the generators notebook) are audited against all pool images, with the validation split
-# held out, in pixel space.
+# (`audit_zoo` at `gen_steps`, cached by the generators notebook unless its `zoo_overrides` trains a family
+# otherwise: paper's flow there is a longer fit, the one audited here is the one scaling uses) are audited against
+# all pool images, with the validation split held out, in pixel space.
 #
 # **Two feature spaces.** The whole-pool models' FID / KID in the domain classifier's space and in an independent
 # one (the same backbone trained without labels, SimCLR): do the two rank the generators alike?
@@ -139,7 +140,7 @@ display(pd.DataFrame({"class": names, "judge test accuracy (%)": [
 # ## Privacy: generators and the memoriser, across N and on the whole pool
 # A sweep cell fits (or loads) a generator on a stratified subset of N pool images, draws `max(audit_samples, 3N)`
 # samples with the subset's class frequencies, picks N held-out pool images with the same class counts, and
-# audits both spaces. A whole-pool cell loads the generators notebook's model, draws `audit_samples` samples and
+# audits both spaces. A whole-pool cell loads the whole-pool model at `gen_steps`, draws `audit_samples` samples and
 # audits them against all pool images, the validation split held out (pixel space; its seeds vary the samples
 # only). The memoriser runs in every setting: its AUC is each setting's ceiling.
 

@@ -19,8 +19,10 @@ A sampler is `[reflow/]solver:steps[:guidance][@threshold]` (solvers: euler, heu
 to the flow's, and is 1 for a reflowed model, which has its teacher's guidance in its weights; `@0.9` keeps only
 samples the domain classifier, trained on the pool, gives their class a probability >= 0.9: GaFi's sample filter,
 `generators.filtered`). Rows are recorded under the sampler's full name, guidance, reflow budget and filter included
-(`heun:4:1.5`, `reflow4000x50000/euler:1`, `heun:4:1.5@judge0.9`), and the flow's training budget where
-`--gen-steps` differs from the profile's (`flow32000/heun:4:1.5`), so rows of different models never share a name. A
+(`heun:4:1.5`, `reflow4000x50000/euler:1`, `heun:4:1.5@judge0.9`), the flow's training budget where
+`--gen-steps` differs from the profile's (`flow32000/heun:4:1.5`), and `stream/` where `--arm stream` trains the
+classifier on fresh samples every batch (steps x batch unique images) instead of the pool, so rows of different
+models or arms never share a name. A
 filtered sampler's FID is read in its judge's own feature space, which flatters it; its CAS classifier is trained
 from scratch and is not the judge. A reflowed model is fitted whole (teacher, then reflow) under its own cache key:
 on CPU its teacher is the cached flow's exact twin (same seed), on a GPU only up to the last bits, and each arm is
@@ -33,7 +35,7 @@ import copy
 import math
 import time
 
-from synthstudy import cells, config, data, generators, metrics, quality, runs, train
+from synthstudy import analysis_generators, cells, config, data, generators, metrics, quality, runs, train
 from synthstudy.generators.filtered import ClassifierFiltered
 from synthstudy.generators.flow import REFLOW_SAMPLER, SOLVERS
 
@@ -90,6 +92,9 @@ def main() -> None:
                     help="teacher pairs (default: REFLOW_SAMPLER's)")
     ap.add_argument("--gen-steps", type=int, help="the flow's training steps (default: the profile's gen_steps; "
                                                    "another budget is named in the rows: flow32000/heun:4:1.5)")
+    ap.add_argument("--arm", default="pool", choices=["pool", "stream"],
+                    help="what the CAS classifier trains on: a pool as large as the real one (default), or fresh "
+                         "samples every batch (rows named stream/...)")
     ap.add_argument("--tag", default="run", help="this invocation's file: cas-<tag>.csv")
     ap.add_argument("--report", action="store_true", help="only compare the recorded rows")
     ap.add_argument("--reference", default="heun:4:1.5",
@@ -105,6 +110,8 @@ def main() -> None:
                 (parse_sampler(spec, a.reflow_steps, a.reflow_pairs) for spec in a.samplers)}
     P = config.load_profile(a.profile)
     gen_steps = a.gen_steps or P["gen_steps"]["flow"]
+    if a.arm == "stream":                       # so do rows of the stream arm
+        samplers = {f"stream/{name}": spec for name, spec in samplers.items()}
     if gen_steps != P["gen_steps"]["flow"]:     # rows of another flow budget keep a name of their own
         samplers = {f"flow{gen_steps}/{name}": spec for name, spec in samplers.items()}
     if len(set(a.seeds)) != len(a.seeds):
@@ -123,8 +130,9 @@ def main() -> None:
                                          device=a.device, progress=False)
     samples = min(P["quality_samples"], len(ctx.val))
     reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), samples, seed=0))
+    images = n_all if a.arm == "pool" else steps * P["batch_size"]
     print(f"{a.profile}: flow {gen_steps} steps; CAS classifier {steps} steps x {P['batch_size']} on "
-          f"{n_all:,} synthetic images; device {train.resolve_device(a.device)}", flush=True)
+          f"{images:,} synthetic images ({a.arm}); device {train.resolve_device(a.device)}", flush=True)
     path = out_dir / f"cas-{a.tag}.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
     done = {(r["sampler"], int(r["seed"])) for r in rows}
@@ -144,7 +152,7 @@ def main() -> None:
                 start = time.perf_counter()
                 if filtered:
                     gen.reset_counts()          # acceptance and cost of this pool, not a running total
-                scored = cells.pool_cas(gen, ctx, P, seed, a.device)
+                scored = cells.pool_cas(gen, ctx, P, seed, a.device, arm=a.arm)
                 rows.append({"sampler": spec, "seed": seed, "val_accuracy": scored["val_accuracy"],
                              "test_accuracy": scored["test_accuracy"], "fid": fid,
                              "evaluations": gen.evaluations_per_sample(),
@@ -161,17 +169,12 @@ def main() -> None:
 
 def report(out_dir, reference: str, margin: float) -> None:
     """Every recorded sampler against `reference` on validation CAS: paired on seeds, one Holm family, TOST."""
-    import pandas as pd
-    files = sorted(out_dir.glob("cas-*.csv"))
-    if not files:
+    try:
+        table = analysis_generators.sampler_rows(out_dir)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    if table.empty:
         raise SystemExit(f"no rows under {out_dir}: run the samplers first")
-    table = pd.concat([pd.read_csv(f) for f in files])
-    if "acceptance" not in table:               # files written before the filter existed
-        table["acceptance"] = math.nan
-    repeated = table[table.duplicated(["sampler", "seed"], keep=False)]
-    if len(repeated):
-        raise SystemExit(f"{out_dir}: sampler {repeated['sampler'].iloc[0]!r} seed {repeated['seed'].iloc[0]} is "
-                         f"recorded in more than one file; keep one (the comparison pairs exactly one row per seed)")
     if reference not in set(table["sampler"]):
         raise SystemExit(f"--reference {reference!r}: allowed: a recorded sampler, {sorted(set(table['sampler']))}")
     comparisons = metrics.paired_comparisons(table, "val_accuracy", "sampler", reference, margin=margin)
@@ -189,6 +192,11 @@ def report(out_dir, reference: str, margin: float) -> None:
         print(f"  {name}: val {row['val']:.2%} (test {row['test']:.2%}), FID {row['fid']:.2f}{filtered}, "
               f"{row['evaluations']:.3g} evaluations/sample, {int(row['seeds'])} seeds; {text}")
     runs.write_text(out_dir / "comparisons.csv", comparisons.to_csv(index=False))
+    cas_cells = out_dir.parent / "generators" / "metrics.csv"     # the generators notebook's real arm
+    if cas_cells.is_file() and cas_cells.stat().st_size:
+        import pandas as pd
+        print(analysis_generators.best_sampler_reading(table, pd.read_csv(cas_cells))
+              or f"no sampler with >= {analysis_generators.BEST_MIN_SEEDS} seeds to judge against real")
 
 
 if __name__ == "__main__":

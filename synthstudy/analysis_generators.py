@@ -16,6 +16,13 @@ and, where scored, validation CAS (`cas_val`: one value per classifier seed). Bo
   "at the plateau".
 
 `findings` writes one sentence per variant; tests/test_analysis_generators.py plants curves.
+
+The flow's sampler and budget rows (`scripts/flow_sampler_cas.py`, results/<profile>/flow_samplers) answer the
+issue's "CAS ≥ 0.95 × real": `best_sampler` picks the row with the highest validation CAS among those with at least
+`BEST_MIN_SEEDS` seeds (validation chooses), and `share_of_real` judges its share of the real arm twice — on
+validation, where it was chosen (biased up by the choice), and on test, which chose nothing and so is the honest
+check. Each is a Welch t interval on mean(CAS) − target·mean(real): "at least" when its lower end is above 0,
+"below" when its upper end is under 0, "inconclusive" otherwise.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ from .analysis_scaling import main_cells
 # the flow's doublings cut it by 35%, 22%, 15% between 4,000 and 32,000 steps, the cVAE's by under 3% from 1,000 on).
 FID_TOLERANCE = 0.10
 FID_MIN_LATER = 2             # one later budget alone cannot show a flat stretch
+CAS_TARGET = 0.95             # issue 17: the best family's CAS at least 0.95 of the real arm's
+BEST_MIN_SEEDS = 3            # a sampler chosen as best must have a seed spread to judge it by
 
 
 def cas_values(cell) -> list[float]:
@@ -89,6 +98,83 @@ def cas_reference(cas_table: pd.DataFrame) -> tuple[dict, float | None]:
     real = main[main["arm"] == "real"]["val_accuracy"]
     seeds = {family: rows["val_accuracy"].tolist() for family, rows in main[main["arm"] != "real"].groupby("generator")}
     return seeds, (float(real.mean()) if len(real) else None)
+
+
+def share_of_real(synthetic, real, target: float = CAS_TARGET, confidence: float = 0.95) -> dict:
+    """Is mean(synthetic) at least `target` × mean(real)? Welch's t interval on mean(synthetic) − target·mean(real)
+    (different classifiers on different data: unpaired, unequal variances). Returns the ratio of the means, the
+    difference, its interval and the verdict ("at least", "below", "inconclusive"; "inconclusive" also where fewer
+    than two values on a side give no spread)."""
+    synthetic, real = np.asarray(synthetic, dtype=float), np.asarray(real, dtype=float)
+    if not len(synthetic) or not len(real):
+        raise ValueError(f"share_of_real needs values on both sides, got {len(synthetic)} synthetic, {len(real)} real")
+    if not 0 < target <= 1:
+        raise ValueError(f"target={target!r}: allowed: a share in (0, 1]")
+    difference = float(synthetic.mean() - target * real.mean())
+    out = {"ratio": float(synthetic.mean() / real.mean()), "difference": difference, "ci_low": math.nan,
+           "ci_high": math.nan, "verdict": "inconclusive"}
+    if len(synthetic) < 2 or len(real) < 2:
+        return out
+    var_s, var_r = synthetic.var(ddof=1) / len(synthetic), target ** 2 * real.var(ddof=1) / len(real)
+    se = math.sqrt(var_s + var_r)
+    if not se > 0:                              # no spread measured: no estimate of the noise, not zero noise
+        return out
+    df = (var_s + var_r) ** 2 / (var_s ** 2 / (len(synthetic) - 1) + var_r ** 2 / (len(real) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df) * se)
+    out.update(ci_low=difference - half, ci_high=difference + half,
+               verdict="at least" if difference - half > 0 else "below" if difference + half < 0 else "inconclusive")
+    return out
+
+
+def sampler_rows(folder) -> pd.DataFrame:
+    """Every row `scripts/flow_sampler_cas.py` recorded under `folder` (its cas-*.csv files, one per invocation);
+    empty where none. A sampler and seed recorded in two files is refused: comparisons pair exactly one row per
+    seed."""
+    from pathlib import Path
+    files = sorted(Path(folder).glob("cas-*.csv"))
+    if not files:
+        return pd.DataFrame(columns=["sampler", "seed", "val_accuracy", "test_accuracy", "acceptance"])
+    table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    if "acceptance" not in table:               # files written before the filter existed
+        table["acceptance"] = math.nan
+    repeated = table[table.duplicated(["sampler", "seed"], keep=False)]
+    if len(repeated):
+        raise ValueError(f"{folder}: sampler {repeated['sampler'].iloc[0]!r} seed {repeated['seed'].iloc[0]} is "
+                         f"recorded in more than one file; keep one (the comparison pairs exactly one row per seed)")
+    return table
+
+
+def best_sampler(samplers: pd.DataFrame, min_seeds: int = BEST_MIN_SEEDS) -> pd.DataFrame:
+    """The rows of the sampler (flow_sampler_cas's full name) with the highest mean validation CAS among those with
+    at least `min_seeds` seeds; empty where none has. Chosen on validation only."""
+    counts = samplers.groupby("sampler")["seed"].nunique()
+    eligible = samplers[samplers["sampler"].isin(counts[counts >= min_seeds].index)]
+    if eligible.empty:
+        return eligible
+    best = eligible.groupby("sampler")["val_accuracy"].mean().idxmax()
+    return samplers[samplers["sampler"] == best]
+
+
+def best_sampler_reading(samplers: pd.DataFrame, cas_table: pd.DataFrame, target: float = CAS_TARGET) -> str:
+    """One sentence: the best sampler on validation (`best_sampler`), its CAS as a share of the real arm's
+    (the generators notebook's CAS cells) on validation (where it was chosen) and on test (which chose nothing),
+    each with `share_of_real`'s verdict against `target`; empty without an eligible sampler or a real arm."""
+    rows = best_sampler(samplers)
+    main = main_cells(cas_table)
+    real = main[main["arm"] == "real"]
+    if rows.empty or real.empty:
+        return ""
+    counts = samplers.groupby("sampler")["seed"].nunique()
+    parts = []
+    for split in ("val", "test"):
+        share = share_of_real(rows[f"{split}_accuracy"], real[f"{split}_accuracy"], target)
+        where = "validation, where it was chosen" if split == "val" else "test, which chose nothing"
+        parts.append(f"{where}: {100 * rows[f'{split}_accuracy'].mean():.2f}% against real's "
+                     f"{100 * real[f'{split}_accuracy'].mean():.2f}%, {share['ratio']:.3f} of real — "
+                     f"{share['verdict']} {target:g}× real ({100 * share['difference']:+.2f} "
+                     f"[{100 * share['ci_low']:+.2f}, {100 * share['ci_high']:+.2f}] pts over {target:g}× real)")
+    return (f"best flow sampler on validation CAS ({(counts >= BEST_MIN_SEEDS).sum()} with ≥ {BEST_MIN_SEEDS} seeds, "
+            f"scripts/flow_sampler_cas.py): {rows['sampler'].iloc[0]}, {len(rows)} seeds; " + "; ".join(parts))
 
 
 def _seeds_text(cas_cells) -> str:

@@ -71,17 +71,19 @@ def subset_indices(ctx: Context, n: int, seed: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def fitted_generator(name: str, key_data: tuple, n: int, seed: int, gen_steps: int, gen_seed: int,
-                     device: str = "auto", progress: bool = False, weights: tuple = ()):
+                     device: str = "auto", progress: bool = False, weights: tuple = (), gen_config: tuple = ()):
     """The generator trained on exactly the real arm's N images of this seed (cached on disk across notebooks).
 
     `key_data` is the cell key's data fields as sorted (name, value) pairs. At N = the whole pool every seed shares
     one generator (the generators notebook's model): the seeds' CI then covers classifier and sampling noise, not
     generator-training noise. A pretrained generator is loaded, not trained (`weights`: its source and consent).
+    `gen_config`: the key's settings beyond the family's defaults (the generators notebook's `zoo_overrides`), as
+    sorted (name, value) pairs (`config_pairs`): the fitted models are memoised on these arguments.
     """
     ctx = key_context(dict(key_data))
     dataset = dict(key_data)["dataset"]
     whole = n == len(ctx.pool)
-    config = {}
+    config = dict(gen_config)
     if generators.is_pretrained(name):
         config = {"classes": list(ctx.splits.classes), **dict(weights)}
         config["pretrained_path"] = config.get("pretrained_path") or None
@@ -95,6 +97,11 @@ def fitted_generator(name: str, key_data: tuple, n: int, seed: int, gen_steps: i
     return gen.to(train.resolve_device(device))     # sample on the classifier's device (fit hands back a CPU model)
 
 
+def config_pairs(key: dict) -> tuple:
+    """A cell key's generator settings beyond the defaults (`gen_config`) as sorted (name, value) pairs."""
+    return tuple(sorted(key.get("gen_config", {}).items()))
+
+
 def classifier_key(params, arm: str, n: int, seed: int, generator: str = "none", budget_factor: int = 1,
                    **extra) -> dict:
     """The key of one classifier cell (see the module docstring); `params` is any notebook's validated parameters
@@ -104,7 +111,7 @@ def classifier_key(params, arm: str, n: int, seed: int, generator: str = "none",
         raise ValueError(f"arm={arm!r} is unknown; allowed values: {', '.join(ARMS)}")
     if (arm == "real") != (generator == "none"):
         raise ValueError(f"arm={arm!r} with generator={generator!r}: the real arm has none, every other arm one")
-    gen = generators.cell_key(generator, params.gen_steps[generator], params.gen_seed) if generator != "none" else {}
+    gen = params.generator_key(generator) if generator != "none" else {}
     budget = {"steps": params.steps_for(n, budget_factor)}
     if budget_factor != 1:
         budget["budget_factor"] = budget_factor
@@ -167,7 +174,7 @@ def batch_source(key: dict, device: str = "auto", progress: bool = False, weight
         return real, idx
     key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
     gen = fitted_generator(key["generator"], key_data, n, seed, key["gen_steps"], key["gen_seed"], device, progress,
-                           weights)
+                           weights, config_pairs(key))
     if key["arm"] == "pool":
         return sources.ImageSetSource(generators.sample_pool(gen, key["m"], seed=seed, progress=progress)), idx
     online = sources.GeneratorStream(gen, num_classes=ctx.splits.num_classes)
@@ -198,14 +205,22 @@ def profile_steps(params, n: int) -> int:
     return train.steps_for_size(n, params["batch_size"], params["epochs"], params["min_steps"], params["max_steps"])
 
 
-def pool_cas(gen, ctx: Context, params, seed: int, device: str = "auto") -> dict:
+def pool_cas(gen, ctx: Context, params, seed: int, device: str = "auto", arm: str = "pool") -> dict:
     """CAS of an in-memory generator, scored the way the notebooks' `pool` arm scores a family at N = the whole pool: a
     balanced pool of len(ctx.pool) samples drawn with `seed`, the profile's classifier at that N's budget trained
-    with `seed`, then `train.classifier_cell`'s metrics (validation to choose on, test reported). For the scripts
-    that compare settings of one family outside the notebooks' grids (samplers, penalties, seeds)."""
-    pool = generators.sample_pool(gen.to(train.resolve_device(device)), len(ctx.pool), seed=seed)
+    with `seed`, then `train.classifier_cell`'s metrics (validation to choose on, test reported). `arm="stream"`
+    trains the same classifier on fresh samples every batch instead (the notebooks' `stream` arm: steps x batch
+    unique images, none seen twice). For the scripts that compare settings of one family outside the notebooks'
+    grids (samplers, penalties, seeds, pool against stream)."""
+    if arm not in ("pool", "stream"):
+        raise ValueError(f"arm={arm!r}: allowed: 'pool', 'stream'")
+    gen = gen.to(train.resolve_device(device))
+    if arm == "pool":
+        source = sources.ImageSetSource(generators.sample_pool(gen, len(ctx.pool), seed=seed))
+    else:
+        source = sources.GeneratorStream(gen, num_classes=ctx.splits.num_classes)
     cfg = recipe_config(params, profile_steps(params, len(ctx.pool)), seed, device)
-    return train.classifier_cell(sources.ImageSetSource(pool), cfg, params["model"], ctx.splits.image_shape,
+    return train.classifier_cell(source, cfg, params["model"], ctx.splits.image_shape,
                                  ctx.splits.num_classes, ctx.val, ctx.splits.test)
 
 
@@ -231,7 +246,7 @@ def _reuse_or_run(key: dict, cell_dir: Path, profile: str, notebooks: tuple, dev
 def quality_key(params, generator: str, extractor_key: dict) -> dict:
     """The key of one generator-quality cell (the generators notebook): the whole-pool generator, the number of
     samples scored and the feature space they are scored in."""
-    gen = generators.cell_key(generator, params.gen_steps[generator], params.gen_seed)
+    gen = params.generator_key(generator)
     return {"generator": generator, **gen, **data_fields(params), "quality_samples": params.quality_samples,
             "extractor": extractor_key}
 
@@ -250,7 +265,7 @@ def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress:
                                          device=device, progress=progress)
     key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
     gen = fitted_generator(key["generator"], key_data, len(ctx.pool), 0, key["gen_steps"], key["gen_seed"], device,
-                           progress, weights)
+                           progress, weights, config_pairs(key))
     reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), min(len(ctx.val),
                                                                                 key["quality_samples"]), seed=0))
     start = time.perf_counter()

@@ -243,6 +243,21 @@ class GeneratorBudgets(BaseModel):
     def _pretrained_need_no_steps(cls, values):
         return generators.fill_pretrained_steps(values)   # pretrained generators are not trained: nominal budget 1
 
+    def generator_steps(self, name: str) -> int:
+        """The training steps of generator `name` in this notebook (GeneratorsParams' `zoo_overrides` may differ)."""
+        return self.gen_steps[name]
+
+    def generator_config(self, name: str) -> dict:
+        """The settings this notebook gives generator `name` beyond its family's defaults ({}: the defaults)."""
+        return {}
+
+    def generator_key(self, name: str) -> dict:
+        """What a cell key holds about generator `name` (`generators.cell_key`), and `gen_config` where this
+        notebook sets more than the defaults: keys of default generators stay as they were recorded."""
+        key = generators.cell_key(name, self.generator_steps(name), self.gen_seed)
+        config = self.generator_config(name)
+        return {**key, "gen_config": config} if config else key
+
     def _require_steps(self, *fields: str, budget: str = "gen_steps") -> None:
         """Refuse generators named in `fields` that have no training budget in `budget`."""
         missing = sorted({n for f in fields for n in _as_list(getattr(self, f)) if n not in getattr(self, budget)})
@@ -271,9 +286,37 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
     cas_arm: Literal["pool", "stream"] = "pool"
     quality_samples: int = Field(ge=20)   # PRDC's 5 nearest neighbours and KID's subsets need a real sample
     extractor_steps: int = Field(gt=0)
+    # per family, this notebook's whole-pool generator trained and sampled otherwise than `gen_steps` and the
+    # defaults, which scaling and audits share: {"flow": {"steps": 64000, "guidance": 1.0}} ("steps" replaces
+    # gen_steps; every other key is a family setting, checked by `generators.create`)
+    zoo_overrides: dict[GeneratorName, dict] = Field(default_factory=dict)
 
     def cas_names(self) -> list[str]:
         return list(self.generator_names if self.cas_generators is None else self.cas_generators)
+
+    def generator_steps(self, name: str) -> int:
+        return self.zoo_overrides.get(name, {}).get("steps", self.gen_steps[name])
+
+    def generator_config(self, name: str) -> dict:
+        return {k: v for k, v in sorted(self.zoo_overrides.get(name, {}).items()) if k != "steps"}
+
+    @model_validator(mode="after")
+    def _zoo_overrides(self):
+        for name, settings in self.zoo_overrides.items():
+            if name not in self.generator_names:
+                raise ValueError(f"zoo_overrides names {name!r}, which is not in generator_names; allowed: "
+                                 f"{self.generator_names}")
+            if generators.is_pretrained(name):
+                raise ValueError(f"zoo_overrides[{name!r}]: a pretrained generator is not trained here; allowed: "
+                                 f"the trained families of generator_names")
+            steps = settings.get("steps", 1)
+            if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+                raise ValueError(f"zoo_overrides[{name!r}]['steps']={steps!r}: allowed: a positive integer")
+            try:                                # unknown keys and bad values, named by the family, before compute
+                generators.create(name, (1, 28, 28), 10, **self.generator_config(name))
+            except ValueError as err:
+                raise ValueError(f"zoo_overrides[{name!r}]: {err}") from None
+        return self
 
     @model_validator(mode="after")
     def _budgets(self):

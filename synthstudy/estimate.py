@@ -294,7 +294,7 @@ def plan_generators(P, seen: Seen) -> NotebookPlan:
                 "steps": P.extractor_steps, "model": P.model, "augment": P.augment, "batch_size": P.batch_size})):
             plan.reused["finished cells"] += 1
             continue
-        c.fit(g, "all", 0, P.gen_steps[g])
+        c.fit(g, "all", 0, P.generator_steps(g))
         c.sample(g, q, batches_of_500=True)
         c.add("forward_image", q + ref)
         # FID, KID, PRDC (numpy k-NN matrices, sorted) overall, then within each of ~10 classes: q x ref x 1.1

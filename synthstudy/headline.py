@@ -131,25 +131,65 @@ def cas_rows() -> list[dict]:
              "agrees?": ("yes: every family below real" if below == len(verdicts) else
                          f"partly: {below} of {len(verdicts)} families below real"),
              "source": "generators, every row"},
-            {"this study (paper)": f"closest family: {top['arm']}, ratio {top['ratio']:.3f}, {gap:.1f} points "
+            {"this study (paper)": f"closest family: {top['arm']}{zoo_settings(top['arm'])}, ratio "
+                                   f"{top['ratio']:.3f}{share_of_real(top['arm'])}, {gap:.1f} points "
                                    f"below real (no post-processing here){longer_training(top['arm'])}",
              "agrees?": ("yes: within GaFi's 2.03 points" if gap <= 2.03 else
                          f"no: {gap:.1f} points below real against GaFi's 2.03"),
              "source": f"generators, row {top['arm']}"}]
 
 
+def share_of_real(family: str) -> str:
+    """'; at least 0.95× real (Welch, test)': the family's CAS seeds against the real arm's on test
+    (`analysis_generators.share_of_real`, issue 17's target), from the generators run's cells; empty without them."""
+    import pandas as pd
+
+    from . import analysis_generators
+    cells = run_dir("generators") / "metrics.csv"
+    try:
+        main = analysis_generators.main_cells(pd.read_csv(cells))
+    except (FileNotFoundError, pd.errors.EmptyDataError):     # no cells recorded (yet)
+        return ""
+    if "test_accuracy" not in main:
+        return ""
+    real = main[main["arm"] == "real"]["test_accuracy"]
+    synthetic = main[(main["arm"] != "real") & (main["generator"] == family)]["test_accuracy"]
+    if not (len(real) and len(synthetic)):
+        return ""
+    share = analysis_generators.share_of_real(synthetic, real)
+    return f"; {share['verdict']} {analysis_generators.CAS_TARGET:g}× real (Welch, test)"
+
+
+def zoo_settings(family: str) -> str:
+    """' (64,000 steps, guidance 1; chosen on validation CAS)' where the generators run trained and sampled the
+    family otherwise than the shared gen_steps and defaults (its params.json `zoo_overrides`); else empty."""
+    params = run_dir("generators") / "params.json"
+    overrides = json.loads(params.read_text()).get("zoo_overrides", {}).get(family) if params.is_file() else None
+    if not overrides:
+        return ""
+    parts = [f"{overrides['steps']:,} steps"] if "steps" in overrides else []
+    parts += [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in overrides.items() if k != "steps"]
+    return f" ({', '.join(parts)}: zoo_overrides, chosen on validation CAS)"
+
+
 def longer_training(family: str) -> str:
     """What the budget curves (results/paper/generator_curves, `analysis_generators`) say of the family beyond the
     paper run's stop (its params.json `gen_steps`): its validation CAS at the largest budget scored, against the
-    real arm's validation accuracy; empty where no CAS was scored beyond the stop."""
+    real arm's validation accuracy; empty where no CAS was scored beyond the stop, or where the run trained the
+    family otherwise (`zoo_overrides`: the row is then that fit)."""
     import pandas as pd
 
     from . import analysis_generators
     curves = runs.results_root() / PROFILE / "generator_curves" / "curves.csv"
     cells, params = run_dir("generators") / "metrics.csv", run_dir("generators") / "params.json"
-    if not (curves.is_file() and params.is_file() and cells.is_file() and cells.stat().st_size):
+    if not (params.is_file() and cells.is_file() and cells.stat().st_size):
         return ""
-    stop = json.loads(params.read_text()).get("gen_steps", {}).get(family)
+    settings = json.loads(params.read_text())
+    if family in settings.get("zoo_overrides", {}):       # the row itself is the longer fit: nothing to add
+        return ""
+    if not curves.is_file():
+        return ""
+    stop = settings.get("gen_steps", {}).get(family)
     _, real_val = analysis_generators.cas_reference(pd.read_csv(cells))
     rows = analysis_generators.first_seed(pd.read_csv(curves))
     rows = rows[(rows["generator"] == family) & (rows["gen_steps"] > (stop or math.inf))].sort_values("gen_steps")

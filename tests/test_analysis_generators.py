@@ -105,3 +105,58 @@ def test_the_cas_clause_counts_the_classifier_seeds_it_averages():
     several, = ag.findings(curve("flow", "flow", [1000, 2000], [9, 5], cas=["0.80 0.82", "0.83 0.85 0.84"]), {})
     assert "(one classifier seed per budget)" in one
     assert "81.0% at 1,000 → 84.0% at 2,000 (mean of 2-3 classifier seeds per budget)" in several
+
+
+REAL_VAL = [0.940, 0.942, 0.939, 0.941, 0.943]             # 0.95 x their mean: 0.8938
+
+
+@pytest.mark.parametrize("synthetic, verdict", [
+    ([0.905, 0.903, 0.907], "at least"),                   # planted 1 pt above 0.95 x real, spread 0.2 pts
+    ([0.880, 0.882, 0.878], "below"),                      # planted 1.4 pts under it
+    ([0.890, 0.900, 0.895], "inconclusive"),               # 0.1 pts above, with a 0.5-pt spread
+    ([0.905], "inconclusive"),                             # one seed: no spread to judge by
+])
+def test_share_of_real_finds_a_planted_share_and_calls_a_close_one_inconclusive(synthetic, verdict):
+    share = ag.share_of_real(synthetic, REAL_VAL)
+    assert share["verdict"] == verdict
+    assert share["ratio"] == pytest.approx(sum(synthetic) / len(synthetic) / (sum(REAL_VAL) / 5))
+    assert share["difference"] == pytest.approx(sum(synthetic) / len(synthetic) - 0.95 * sum(REAL_VAL) / 5)
+
+
+def test_share_of_real_is_welchs_interval():
+    s, r = [0.905, 0.903, 0.907], REAL_VAL
+    vs, vr = pd.Series(s).var() / 3, 0.95 ** 2 * pd.Series(r).var() / 5
+    df = (vs + vr) ** 2 / (vs ** 2 / 2 + vr ** 2 / 4)
+    share = ag.share_of_real(s, r)
+    half = stats.t.ppf(0.975, df) * math.sqrt(vs + vr)
+    assert share["ci_high"] - share["ci_low"] == pytest.approx(2 * half)
+
+
+@pytest.mark.parametrize("target, message", [(0.0, "target=0.0: allowed"), (1.5, "target=1.5: allowed")])
+def test_share_of_real_refuses_a_target_outside_a_share(target, message):
+    with pytest.raises(ValueError, match=message):
+        ag.share_of_real([0.9, 0.91], REAL_VAL, target)
+
+
+def sampler_rows(name, val, test):
+    return pd.DataFrame({"sampler": name, "seed": range(len(val)), "val_accuracy": val, "test_accuracy": test})
+
+
+def test_the_best_sampler_is_chosen_on_validation_among_those_with_enough_seeds():
+    samplers = pd.concat([
+        sampler_rows("a", [0.88, 0.881, 0.879], [0.95, 0.95, 0.95]),       # best on test: never chosen for it
+        sampler_rows("b", [0.905, 0.903, 0.907], [0.90, 0.902, 0.898]),    # best on validation
+        sampler_rows("c", [0.99, 0.99], [0.99, 0.99]),                     # two seeds only
+    ])
+    assert set(ag.best_sampler(samplers)["sampler"]) == {"b"}
+    assert ag.best_sampler(samplers[samplers["sampler"] == "c"]).empty
+    cas_table = pd.DataFrame({"arm": "real", "generator": "none", "seed": range(5), "val_accuracy": REAL_VAL,
+                              "test_accuracy": [0.935, 0.936, 0.934, 0.935, 0.936]})
+    reading = ag.best_sampler_reading(samplers, cas_table)
+    assert reading.startswith("best flow sampler on validation CAS (2 with ≥ 3 seeds")
+    assert ": b, 3 seeds" in reading
+    # validation: 0.905 / 0.941 = 0.962, at least 0.95; test: 0.900 / 0.9352 = 0.962, at least too
+    assert "validation, where it was chosen: 90.50% against real's 94.10%, 0.962 of real — at least 0.95× real" \
+        in reading
+    assert "test, which chose nothing: 90.00% against real's 93.52%, 0.962 of real — at least 0.95× real" in reading
+    assert ag.best_sampler_reading(samplers, cas_table[cas_table["arm"] == "flow"]) == ""       # no real arm

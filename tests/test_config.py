@@ -177,3 +177,36 @@ def test_cas_arm_and_budget_arms_bad_values_name_the_parameter_and_what_is_allow
     with pytest.raises(config.ParameterError) as err:
         profile_params("smoke", schema, **{field: value})
     assert field in str(err.value) and expected in str(err.value)
+
+
+def test_zoo_overrides_change_only_the_named_familys_keys_in_the_generators_notebook():
+    from synthstudy import cells
+    plain = profile_params("smoke", config.GeneratorsParams)
+    flow = {"steps": 2 * plain.gen_steps["flow"], "guidance": 1.0}
+    longer = profile_params("smoke", config.GeneratorsParams, zoo_overrides={"flow": flow})
+    assert longer.generator_steps("flow") == flow["steps"] and longer.generator_config("flow") == {"guidance": 1.0}
+    by_generator = {k["generator"]: k for k in cells.cas_keys(longer) if k["arm"] != "real"}
+    assert by_generator["flow"]["gen_steps"] == flow["steps"] and by_generator["flow"]["gen_config"] == {
+        "guidance": 1.0}
+    # every other cell keeps the key it was recorded under (no gen_config where the defaults are used)
+    others = [k for k in cells.cas_keys(longer) if k["generator"] != "flow"]
+    assert others == [k for k in cells.cas_keys(plain) if k["generator"] != "flow"]
+    assert all("gen_config" not in k for k in cells.cas_keys(plain))
+    assert cells.quality_key(longer, "flow", {})["gen_config"] == {"guidance": 1.0}
+    # the notebooks that share gen_steps (scaling here) know no overrides
+    scaling = profile_params("smoke", config.ScalingParams)
+    assert scaling.generator_key("flow") == {k: v for k, v in plain.generator_key("flow").items()}
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"cvae": {"steps": 10}}, "zoo_overrides names 'cvae', which is not in generator_names"),
+    ({"flow": {"steps": 0}}, "zoo_overrides['flow']['steps']=0: allowed: a positive integer"),
+    ({"flow": {"steps": True}}, "zoo_overrides['flow']['steps']=True: allowed: a positive integer"),
+    ({"flow": {"guidence": 1.0}}, "zoo_overrides['flow']: generator='flow' has no config key(s) 'guidence'"),
+    ({"flow": {"guidance": -1.0}}, "zoo_overrides['flow']: guidance"),
+])
+def test_zoo_overrides_bad_values_name_the_parameter_and_what_is_allowed(overrides, expected):
+    with pytest.raises(config.ParameterError) as err:
+        profile_params("smoke", config.GeneratorsParams, zoo_overrides=overrides,
+                       generator_names=["pca_gaussian", "flow"], cas_generators=["flow"])
+    assert expected in str(err.value)

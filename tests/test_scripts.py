@@ -61,6 +61,11 @@ def test_flow_sampler_cas_names_another_flow_budget_in_its_rows(isolated_results
     assert done.returncode == 0, done.stderr[-2000:]
     rows = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "cas-longer.csv")
     assert list(rows["sampler"]) == [f"flow{steps}/heun:2:1.5"]       # never mixed with the profile's flow's rows
+    stream = script("flow_sampler_cas.py", "--profile", "smoke", "--samplers", "heun:2", "--seeds", "0",
+                    "--gen-steps", str(steps), "--arm", "stream", "--tag", "stream", results=isolated_results)
+    assert stream.returncode == 0, stream.stderr[-2000:]
+    rows = pd.read_csv(isolated_results / "smoke" / "flow_samplers" / "cas-stream.csv")
+    assert list(rows["sampler"]) == [f"flow{steps}/stream/heun:2:1.5"]    # nor are the stream arm's
 
 
 @pytest.mark.parametrize("args, message", [
@@ -75,6 +80,7 @@ def test_flow_sampler_cas_names_another_flow_budget_in_its_rows(isolated_results
     (["--margin", "0"], "--margin 0.0: allowed"),
     (["--gen-steps", "0"], "--gen-steps: allowed values are positive integers"),
     (["--seeds", "0", "0"], "distinct seeds"),
+    (["--arm", "mix"], "--arm: invalid choice: 'mix'"),
     (["--report"], "no rows under"),
 ])
 def test_flow_sampler_cas_refuses_bad_arguments_before_any_compute(isolated_results, args, message):

@@ -92,3 +92,56 @@ def test_sample_pool_is_uint8_balanced_and_reproducible(pca):
     assert torch.equal(pool.images, generators.sample_pool(pca, 30, seed=0).images)
     with pytest.raises(ValueError, match="pool size"):
         generators.sample_pool(pca, 0, seed=0)
+
+
+class CountingGenerator:
+    """A stand-in generator that draws noise images and counts how many it was asked for."""
+
+    num_classes = 10
+    image_shape = (1, 28, 28)
+
+    def __init__(self):
+        self.drawn = 0
+
+    def to(self, device):
+        return self
+
+    def sample(self, labels, rng=None):
+        self.drawn += len(labels)
+        return torch.rand(len(labels), *self.image_shape, generator=rng)
+
+
+@pytest.mark.parametrize("arm", ["pool", "stream"])
+def test_pool_cas_draws_a_pool_once_or_fresh_images_every_batch(arm):
+    from synthstudy import cells, config
+    params = config.load_profile("smoke")
+    ctx = cells.context(params["dataset"], params["val_size"])
+    gen = CountingGenerator()
+    scored = cells.pool_cas(gen, ctx, params, seed=0, device="cpu", arm=arm)
+    steps = cells.profile_steps(params, len(ctx.pool))
+    # the pool arm samples as many images as the real pool once; the stream arm steps x batch, none seen twice
+    assert gen.drawn == (len(ctx.pool) if arm == "pool" else steps * params["batch_size"])
+    assert 0 <= scored["val_accuracy"] <= 1
+
+
+def test_pool_cas_refuses_an_unknown_arm_before_any_compute():
+    from synthstudy import cells, config
+    params = config.load_profile("smoke")
+    gen = CountingGenerator()
+    with pytest.raises(ValueError, match="arm='mix': allowed: 'pool', 'stream'"):
+        cells.pool_cas(gen, None, params, seed=0, device="cpu", arm="mix")
+    assert gen.drawn == 0
+
+
+def test_a_cell_key_with_gen_config_trains_on_the_generator_so_configured(isolated_results):
+    from synthstudy import cells, config
+    values = {k: v for k, v in config.load_profile("smoke").items() if k in config.GeneratorsParams.model_fields}
+    params = config.validate(config.GeneratorsParams, {**values, "profile": "smoke", "cas_arm": "stream",
+                                                       "zoo_overrides": {"flow": {"guidance": 1.0}}})
+    key = next(k for k in cells.cas_keys(params) if k["generator"] == "flow")
+    stream, _ = cells.batch_source(key, device="cpu")
+    assert stream.model.config["guidance"] == 1.0 and stream.model.evaluations_per_sample() == 8   # unguided
+    plain = next(k for k in cells.cas_keys(config.validate(config.GeneratorsParams, {
+        **values, "profile": "smoke", "cas_arm": "stream"})) if k["generator"] == "flow")
+    assert cells.batch_source(plain, device="cpu")[0].model.config["guidance"] == 1.5         # the default
+    assert stream.model.config["guidance"] == 1.0             # two models: the first one's sampler is kept
