@@ -32,7 +32,9 @@
 #   on the real pool. The ratio CAS / real accuracy says how much of the real data's value a generator keeps.
 #
 # Generators are cached by a hash of (dataset, subset, config, steps, seed): the later notebooks (scaling,
-# multiview, audits) load these same models instead of retraining.
+# multiview, audits) load these same models instead of retraining. A family in `zoo_overrides` is trained (or
+# sampled) otherwise here than `gen_steps` and its defaults, which the later notebooks keep: the paper profile's
+# flow trains 16x longer with guidance 1, the setting that scored best on validation CAS.
 
 # %% tags=["parameters"]
 profile: str = "quick"            # label of the run folder results/<profile>/generators; the configs/ name

@@ -248,5 +248,7 @@ def findings(table: pd.DataFrame, stops: dict, stop_cas: dict | None = None,
             if stop in budgets:
                 text += f"; {profile} stops at {stop:,}: " + _stop_reading(budgets, fids, cas_cells, plateau, stop,
                                                                             stop_cas.get(family, []))
+            elif stop is not None and stop > budgets[-1]:
+                text += f"; {profile} stops at {stop:,}, beyond the largest budget measured"
         lines.append(text + ".")
     return lines

@@ -160,3 +160,10 @@ def test_the_best_sampler_is_chosen_on_validation_among_those_with_enough_seeds(
         in reading
     assert "test, which chose nothing: 90.00% against real's 93.52%, 0.962 of real — at least 0.95× real" in reading
     assert ag.best_sampler_reading(samplers, cas_table[cas_table["arm"] == "flow"]) == ""       # no real arm
+
+
+def test_a_stop_beyond_the_curve_is_named_and_not_read():
+    table = curve("flow", "flow", [1000, 2000, 4000], [9, 5, 3], cas=[0.80, 0.82, 0.86])
+    line, = ag.findings(table, {"paper": {"flow": 64000}}, {"flow": [0.89, 0.9]}, real_val=0.94)
+    assert line.endswith("; paper stops at 64,000, beyond the largest budget measured.")
+    assert "short of" not in line and "inconclusive" not in line
