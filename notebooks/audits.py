@@ -35,9 +35,10 @@
 # trained on the pool to its plateau; its validation accuracy is shown below). The **membership attack** scores a
 # real image by its distance to the nearest sample; its AUC is reported only where the memoriser reaches
 # AUC ≥ 0.9 in the same setting (the copier ceiling, shown beside it). The whole-pool models the study uses
-# (`audit_zoo` at `gen_steps`, cached by the generators notebook unless its `zoo_overrides` trains a family
-# otherwise: paper's flow there is a longer fit, the one audited here is the one scaling uses) are audited against
-# all pool images, with the validation split held out, in pixel space.
+# (`audit_zoo` at `gen_steps` with their defaults, cached by the generators notebook unless its `zoo_overrides`
+# sets a family otherwise: paper's generators notebook scores a 64,000-step flow sampled with guidance 1, while
+# the flow audited here is the 4,000-step one) are audited against all pool images, with the validation split held
+# out, in pixel space.
 #
 # **Two feature spaces.** The whole-pool models' FID / KID in the domain classifier's space and in an independent
 # one (the same backbone trained without labels, SimCLR): do the two rank the generators alike?

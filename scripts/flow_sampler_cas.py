@@ -90,11 +90,12 @@ def main() -> None:
                     help="student training steps (default: generators.flow.REFLOW_SAMPLER's)")
     ap.add_argument("--reflow-pairs", type=int, default=REFLOW_SAMPLER["reflow_pairs"],
                     help="teacher pairs (default: REFLOW_SAMPLER's)")
-    ap.add_argument("--gen-steps", type=int, help="the flow's training steps (default: the profile's gen_steps; "
+    ap.add_argument("--gen-steps", type=int, help="the flow's training steps (default: the profile's shared "
+                                                   "gen_steps, not the generators notebook's zoo_overrides; "
                                                    "another budget is named in the rows: flow32000/heun:4:1.5)")
     ap.add_argument("--arm", default="pool", choices=["pool", "stream"],
                     help="what the CAS classifier trains on: a pool as large as the real one (default), or fresh "
-                         "samples every batch (rows named stream/...)")
+                         "samples every batch (rows named [flowSTEPS/]stream/...)")
     ap.add_argument("--tag", default="run", help="this invocation's file: cas-<tag>.csv")
     ap.add_argument("--report", action="store_true", help="only compare the recorded rows")
     ap.add_argument("--reference", default="heun:4:1.5",

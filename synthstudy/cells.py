@@ -5,7 +5,8 @@ Every notebook that trains a classifier (baseline, scaling, the generators noteb
 
 - the same cell has the same key everywhere: the scaling notebook reuses the baseline's real-arm records, and the
   generators notebook's CAS arm at N = "all" (a pool of the pool's size, or a stream) is the scaling notebook's
-  arm of that kind there;
+  arm of that kind there (unless the generators notebook's `zoo_overrides` sets that family otherwise: its key
+  then holds `gen_config` and differs);
 - a grid runs the same inline, under `EXECUTOR=local` and on Slurm: submitit pickles `classifier` (or a
   `functools.partial` of it) by reference, and the job rebuilds everything else — data, subset, generator — from
   the key alone (`runs.check_shippable` refuses anything else before submitting).
@@ -75,8 +76,9 @@ def fitted_generator(name: str, key_data: tuple, n: int, seed: int, gen_steps: i
     """The generator trained on exactly the real arm's N images of this seed (cached on disk across notebooks).
 
     `key_data` is the cell key's data fields as sorted (name, value) pairs. At N = the whole pool every seed shares
-    one generator (the generators notebook's model): the seeds' CI then covers classifier and sampling noise, not
-    generator-training noise. A pretrained generator is loaded, not trained (`weights`: its source and consent).
+    one generator (the generators notebook's model at `gen_steps`): the seeds' CI then covers classifier and
+    sampling noise, not generator-training noise. A pretrained generator is loaded, not trained (`weights`: its
+    source and consent).
     `gen_config`: the key's settings beyond the family's defaults (the generators notebook's `zoo_overrides`), as
     sorted (name, value) pairs (`config_pairs`): the fitted models are memoised on these arguments.
     """

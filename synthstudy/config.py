@@ -298,7 +298,18 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
         return self.zoo_overrides.get(name, {}).get("steps", self.gen_steps[name])
 
     def generator_config(self, name: str) -> dict:
-        return {k: v for k, v in sorted(self.zoo_overrides.get(name, {}).items()) if k != "steps"}
+        """The override's settings other than steps, as the family stores them (1 -> 1.0 where it holds a float),
+        less those equal to the defaults: a restated default changes no key."""
+        defaults = generators.config_options(name)
+        out = {}
+        for k, v in sorted(self.zoo_overrides.get(name, {}).items()):
+            if k == "steps":
+                continue
+            if isinstance(defaults.get(k), float) and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if k not in defaults or v != defaults[k]:
+                out[k] = v
+        return out
 
     @model_validator(mode="after")
     def _zoo_overrides(self):

@@ -341,7 +341,7 @@ def plan_multiview(P, seen: Seen) -> NotebookPlan:
     val = c.val if P.mv_eval_size == "all" else min(P.mv_eval_size, c.val)
     test = c.test_size if P.mv_eval_size == "all" else min(P.mv_eval_size, c.test_size)
     for g in dict.fromkeys([P.generator, P.control_generator]):
-        c.fit(g, "all", 0, P.gen_steps[g])            # the views' generators: the generators notebook's models
+        c.fit(g, "all", 0, P.gen_steps[g])            # the views' generators: the whole-pool models at gen_steps
     star = sigma_star_from_records(P, seen.profile) if seen.profile else None
     for key in multiview_keys(P, star):
         if seen.recorded(("multiview",), key):
@@ -838,7 +838,8 @@ def record_costs(profile: str | None, device=None, like=None) -> dict:
                 views = (key["val_size"] + DATASET_FACTS[key["dataset"]][1]) * tta_views(key["tta"], key["augment"])
                 found.setdefault("forward_image", []).append(
                     (record["seconds"] - m["train_seconds"] - CELL_SECONDS) / views)
-        elif "quality_samples" in key and same(key):
+        elif "quality_samples" in key and same(key) and "gen_config" not in key:
+            # a zoo_overrides fit (gen_config) samples otherwise and may have been fitted elsewhere: not a unit cost
             if key["generator"] != "pca_gaussian":
                 found.setdefault(f"gen_step:{key['generator']}", []).append(m["train_seconds"] / key["gen_steps"])
             if m.get("samples_per_s"):                # 5,000 samples in batches of 500

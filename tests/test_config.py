@@ -193,9 +193,15 @@ def test_zoo_overrides_change_only_the_named_familys_keys_in_the_generators_note
     assert others == [k for k in cells.cas_keys(plain) if k["generator"] != "flow"]
     assert all("gen_config" not in k for k in cells.cas_keys(plain))
     assert cells.quality_key(longer, "flow", {})["gen_config"] == {"guidance": 1.0}
-    # the notebooks that share gen_steps (scaling here) know no overrides
+    # the notebooks that share gen_steps (scaling here) know no overrides: their keys are the plain ones
+    assert "zoo_overrides" not in config.ScalingParams.model_fields
     scaling = profile_params("smoke", config.ScalingParams)
-    assert scaling.generator_key("flow") == {k: v for k, v in plain.generator_key("flow").items()}
+    assert scaling.generator_key("flow") == plain.generator_key("flow") != longer.generator_key("flow")
+    # a restated default changes no key, and 1 is read as the float the family stores
+    restated = profile_params("smoke", config.GeneratorsParams, zoo_overrides={"flow": {"guidance": 1.5}})
+    assert restated.generator_key("flow") == plain.generator_key("flow")
+    as_int = profile_params("smoke", config.GeneratorsParams, zoo_overrides={"flow": {"guidance": 1}})
+    assert as_int.generator_key("flow")["gen_config"] == {"guidance": 1.0}
 
 
 @pytest.mark.parametrize("overrides, expected", [

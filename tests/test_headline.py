@@ -141,7 +141,7 @@ def test_the_cas_row_adds_the_budget_curve_beyond_the_paper_stop_only_where_it_w
     text = headline.cas_rows()[1]["this study (paper)"]
     assert f"trained 4× longer ({4 * stop:,} steps" in text and "reaches 89.3%, 0.950 of real's 94.00%" in text
     # 0.83 against 0.95 x 0.9355 = 0.889: below, by Welch on test
-    assert text.startswith("closest family: cgan, ratio 0.888; below 0.95× real (Welch, test), 10.5 points")
+    assert text.startswith("closest family: cgan, ratio 0.888; below 0.95× real (Welch on test, unpaired: ")
 
 
 def test_the_cas_row_names_a_family_the_run_trained_otherwise_and_judges_it_against_095_of_real(isolated_results):
@@ -158,5 +158,18 @@ def test_the_cas_row_names_a_family_the_run_trained_otherwise_and_judges_it_agai
         "recall": [0.4, 0.5], "cas_val": [0.83, 0.88]}).to_csv(index=False))
     text = headline.cas_rows()[1]["this study (paper)"]
     # the row is the longer fit: its settings named, no curve added; 0.891 against 0.95 x 0.9355 = 0.8887
-    assert text.startswith("closest family: flow (64,000 steps, guidance 1: zoo_overrides, chosen on validation "
-                           "CAS), ratio 0.952; at least 0.95× real (Welch, test), 4.5 points") and "longer" not in text
+    assert text.startswith("closest family: flow (64,000 steps, guidance 1: zoo_overrides), ratio 0.952; at least "
+                           "0.95× real (Welch on test, unpaired: +0.23 [") and "longer" not in text
+    assert "4.5 points below real" in text
+
+
+def test_the_closest_family_is_chosen_on_validation_not_on_the_test_ratio(isolated_results):
+    run = paper_run("generators", pd.DataFrame({
+        "arm": ["real", "flow", "cgan"], "test accuracy (%)": ["93.50 ± 0.10", "85.00 ± 0.50", "86.00 ± 0.50"],
+        "ratio": [1.0, 0.909, 0.920],
+        "vs real (paired)": ["—", "-8.50 [-9.00, -8.00] pts, lower (p_Holm 0.001)",
+                             "-7.50 [-8.00, -7.00] pts, lower (p_Holm 0.001)"]}))
+    runs.write_text(run.dir / "metrics.csv", pd.DataFrame({
+        "arm": ["real", "pool", "pool"], "generator": ["none", "flow", "cgan"], "val_accuracy": [0.94, 0.88, 0.86],
+        "test_accuracy": [0.935, 0.85, 0.86]}).to_csv(index=False))
+    assert headline.cas_rows()[1]["this study (paper)"].startswith("closest family: flow")   # best on validation

@@ -251,7 +251,7 @@ class FlowMatching(Generator):
         #   euler 8 / 3:   FID 3.58 / 4.92; guidance 1.0 (heun 8): FID 5.84, so guidance stays on
         # heun 4 is the fastest setting that matched the old sampler on every score; ab2 3 and heun 2 trade
         # fidelity (FID, density) for speed. Part of the gain is the channels-last decoder (heun 8: 1.3x).
-        # The best guidance falls as the flow trains longer (paper profile, validation CAS, 3-5 classifier seeds,
+        # The best guidance falls as the flow trains longer (paper profile, validation CAS, 2-5 classifier seeds,
         # scripts/flow_sampler_cas.py on an H200 and the 2-core VM, results/paper/flow_samplers): at 32,000 steps
         # guidance 2 / 1.5 / 1.25 scored 85.7 / 88.0 / 88.5%; at 64,000 steps 1.5 / 1.25 / 1 scored 88.8 / 89.5 /
         # 89.9% (1 also halves the evaluations). The default stays 1.5, the value the committed runs used at their
