@@ -81,7 +81,13 @@ import torch
 from IPython.display import Image, Markdown, display
 
 from synthstudy import analysis_scaling, cells, config, generators, metrics, plots, quality, runs, train
-from synthstudy.analysis_generators import best_sampler_reading, cas_reference, sampler_rows, share_of_real
+from synthstudy.analysis_generators import (
+    best_sampler_reading,
+    cas_reference,
+    family_shares,
+    format_share_interval,
+    sampler_rows,
+)
 from synthstudy.analysis_generators import findings as curve_findings
 
 P = config.from_namespace(config.GeneratorsParams, globals())
@@ -267,13 +273,9 @@ best_reading = best_sampler_reading(sampler_rows(runs.results_root() / P.profile
 print(best_reading or f"no flow sampler scored with >= 3 seeds for {P.profile!r} yet: python "
                       f"scripts/flow_sampler_cas.py --profile {P.profile} --samplers heun:4 --seeds 0 1 2")
 # and this run's own families, each against 0.95 x real on test (Welch, unpaired; nothing was chosen on test)
-main_cas = analysis_scaling.main_cells(cas_table)
-real_test = main_cas[main_cas["arm"] == "real"]["test_accuracy"]
-for family, rows in main_cas[main_cas["arm"] != "real"].groupby("generator"):
-    share = share_of_real(rows["test_accuracy"], real_test)
-    print(f"{family}: test CAS {rows['test_accuracy'].mean():.2%}, {share['ratio']:.3f} of real — {share['verdict']} "
-          f"0.95x real ({100 * share['difference']:+.2f} [{100 * share['ci_low']:+.2f}, {100 * share['ci_high']:+.2f}]"
-          f" pts over it, {len(rows)} seeds)")
+for family, (share, mean, seeds) in family_shares(cas_table).items():
+    print(f"{family}: test CAS {mean:.2%}, {share['ratio']:.3f} of real — {share['verdict']} 0.95x real "
+          f"({format_share_interval(share)} over it, {seeds} seeds)")
 
 # %% [markdown]
 # ## Per-class quality

@@ -27,6 +27,7 @@ check. Each is a Welch t interval on mean(CAS) − target·mean(real): "at least
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,11 +127,30 @@ def share_of_real(synthetic, real, target: float = CAS_TARGET, confidence: float
     return out
 
 
+def format_share_interval(share: dict) -> str:
+    """'+0.37 [+0.02, +0.72] pts': a `share_of_real` difference from the target share and its interval, in points."""
+    return (f"{100 * share['difference']:+.2f} [{100 * share['ci_low']:+.2f}, {100 * share['ci_high']:+.2f}] "
+            f"pts")
+
+
+def family_shares(cas_table: pd.DataFrame, split: str = "test", target: float = CAS_TARGET) -> dict:
+    """{family: (`share_of_real` of its CAS seeds against the real arm's on `split`, their mean, their number)} from the
+    generators notebook's CAS cells (metrics.csv, or its table in memory); {} without a real arm or that split."""
+    main = main_cells(cas_table)
+    column = f"{split}_accuracy"
+    if column not in main:
+        return {}
+    real = main[main["arm"] == "real"][column]
+    if real.empty:
+        return {}
+    return {family: (share_of_real(rows[column], real, target), float(rows[column].mean()), len(rows))
+            for family, rows in main[main["arm"] != "real"].groupby("generator")}
+
+
 def sampler_rows(folder) -> pd.DataFrame:
     """Every row `scripts/flow_sampler_cas.py` recorded under `folder` (its cas-*.csv files, one per invocation);
     empty where none. A sampler and seed recorded in two files is refused: comparisons pair exactly one row per
     seed."""
-    from pathlib import Path
     files = sorted(Path(folder).glob("cas-*.csv"))
     if not files:
         return pd.DataFrame(columns=["sampler", "seed", "val_accuracy", "test_accuracy", "acceptance"])
@@ -171,8 +191,7 @@ def best_sampler_reading(samplers: pd.DataFrame, cas_table: pd.DataFrame, target
         where = "validation, where it was chosen" if split == "val" else "test, which chose nothing"
         parts.append(f"{where}: {100 * rows[f'{split}_accuracy'].mean():.2f}% against real's "
                      f"{100 * real[f'{split}_accuracy'].mean():.2f}%, {share['ratio']:.3f} of real — "
-                     f"{share['verdict']} {target:g}× real ({100 * share['difference']:+.2f} "
-                     f"[{100 * share['ci_low']:+.2f}, {100 * share['ci_high']:+.2f}] pts over {target:g}× real)")
+                     f"{share['verdict']} {target:g}× real ({format_share_interval(share)} over {target:g}× real)")
     return (f"best flow sampler on validation CAS ({(counts >= BEST_MIN_SEEDS).sum()} with ≥ {BEST_MIN_SEEDS} seeds, "
             f"scripts/flow_sampler_cas.py): {rows['sampler'].iloc[0]}, {len(rows)} seeds; " + "; ".join(parts))
 

@@ -158,27 +158,21 @@ def _validation_cas() -> dict:
 
 def cas_share_verdict(family: str) -> str:
     """'; at least 0.95× real (Welch on test, unpaired: +0.37 [+0.02, +0.72] pts over it)': the family's CAS seeds
-    against the real arm's on test (`analysis_generators.share_of_real`, issue 17's target), from the generators
+    against the real arm's on test (`analysis_generators.family_shares`, issue 17's target), from the generators
     run's cells; empty without them."""
     import pandas as pd
 
     from . import analysis_generators
-    cells = run_dir("generators") / "metrics.csv"
     try:
-        main = analysis_generators.main_cells(pd.read_csv(cells))
+        shares = analysis_generators.family_shares(pd.read_csv(run_dir("generators") / "metrics.csv"))
     except (FileNotFoundError, pd.errors.EmptyDataError):     # no cells recorded (yet)
         return ""
-    if "test_accuracy" not in main:
+    if family not in shares:
         return ""
-    real = main[main["arm"] == "real"]["test_accuracy"]
-    synthetic = main[(main["arm"] != "real") & (main["generator"] == family)]["test_accuracy"]
-    if not (len(real) and len(synthetic)):
-        return ""
-    share = analysis_generators.share_of_real(synthetic, real)
-    target = analysis_generators.CAS_TARGET
-    interval = (f": {100 * share['difference']:+.2f} [{100 * share['ci_low']:+.2f}, {100 * share['ci_high']:+.2f}] "
-                f"pts over it" if not math.isnan(share["ci_low"]) else "")
-    return f"; {share['verdict']} {target:g}× real (Welch on test, unpaired{interval})"
+    share = shares[family][0]
+    interval = (f": {analysis_generators.format_share_interval(share)} over it" if not math.isnan(share["ci_low"])
+                else "")
+    return f"; {share['verdict']} {analysis_generators.CAS_TARGET:g}× real (Welch on test, unpaired{interval})"
 
 
 def zoo_settings(family: str) -> str:
