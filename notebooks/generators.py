@@ -212,10 +212,13 @@ table["vs real (paired)"] = table["vs real (paired)"].fillna("not run (cas_gener
 table["test accuracy (%)"] = [metrics.format_ci(m, h) if m == m else "—" for m, h in zip(table["mean"], table["ci"])]
 table["samples/s"] = table["samples_per_s"].round(0)
 table["train s"] = table["train_seconds"].round(0)
+# the device each fit ran on (a cached fit may come from a GPU run); samples/s is this run's device
+fit_device = table["fit_device"] if "fit_device" in table else pd.Series(None, index=table.index, dtype=object)
+table["fit on"] = fit_device.fillna("not recorded").where(table["arm"] != "real", "")
 pool_bytes = pool.images.numel() * pool.images.element_size()
 table["storage vs data"] = table["parameter_bytes"] / pool_bytes
 columns = ["arm", "test accuracy (%)", "ratio", "vs real (paired)", "fid", "kid", "precision", "recall", "density",
-           "coverage", "train s", "samples/s", "parameter_bytes", "storage vs data"]
+           "coverage", "train s", "fit on", "samples/s", "parameter_bytes", "storage vs data"]
 runs.write_text(run.dir / "summary.csv", table[columns].to_csv(index=False))
 display(table[columns].round(3))
 print(f"real pool: {len(pool)} images, {pool_bytes / 1e6:.1f} MB as uint8")

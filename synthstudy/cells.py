@@ -274,6 +274,8 @@ def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress:
     fake = generators.sample_pool(gen, key["quality_samples"], seed=0, progress=progress)
     sample_seconds = time.perf_counter() - start
     scores = quality.sample_quality(extractor, reference, fake)
-    return {**scores, "train_seconds": gen.history["seconds"], "samples_per_s": len(fake) / sample_seconds,
+    # the fit may have run elsewhere (a cached GPU fit scored on a laptop): its time comes with its device
+    return {**scores, "train_seconds": gen.history["seconds"], "fit_device": gen.history.get("device", "unknown"),
+            "samples_per_s": len(fake) / sample_seconds,
             "parameter_bytes": generators.parameter_bytes(gen),
             "history": {k: v for k, v in gen.history.items() if isinstance(v, list)}}

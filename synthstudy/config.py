@@ -324,7 +324,9 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
                 raise ValueError(f"zoo_overrides[{name!r}]['steps']={steps!r}: allowed: a positive integer")
             try:                                # unknown keys and bad values, named by the family, before compute
-                generators.create(name, (1, 28, 28), 10, **self.generator_config(name))
+                shape = data.nominal_image_shape(self.dataset, self.image_size)
+                generators.create(name, shape, len(data.CLASSES.get(self.dataset, range(10))),
+                                  **self.generator_config(name))
             except ValueError as err:
                 raise ValueError(f"zoo_overrides[{name!r}]: {err}") from None
         return self

@@ -38,6 +38,12 @@ DIGITS_CLASSES = tuple(str(i) for i in range(10))
 # larger than the train split, a class index that does not exist) before anything runs. An image folder's
 # facts are counted on disk instead (`imagefolder.train_size`, `imagefolder.class_names`).
 CLASSES = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": DIGITS_CLASSES, "cifar10": CIFAR10_CLASSES}
+IMAGE_SHAPES = {"fashion_mnist": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}
+
+
+def nominal_image_shape(dataset: str, image_size: int) -> tuple:
+    """(C, H, W) of a dataset's images without loading it: an image folder's are RGB image_size x image_size."""
+    return IMAGE_SHAPES.get(dataset, (3, image_size, image_size))
 TRAIN_SIZES = {"fashion_mnist": 60000, "digits": 1348, "cifar10": 50000}   # digits: 1,797 less its 25% test split
 # Whether a horizontal mirror keeps an image's class (contrastive view augmentation): digits are not
 # mirror-symmetric; clothes, CIFAR's objects and photos are.

@@ -457,9 +457,15 @@ def _job(cell_dir: str, key: dict, run_cell, threads: int) -> dict:
     return run_and_record(Path(cell_dir), key, run_cell)
 
 
+# key fields that are dicts but tell cells of one grid apart, so the tidy table keeps them, as JSON text
+JSON_COLUMNS = ("gen_config",)
+
+
 def flatten(record: dict) -> dict:
-    """A cell record as one flat row: the key's fields, then scalar metrics, then seconds."""
+    """A cell record as one flat row: the key's scalar fields (and JSON_COLUMNS as JSON text; other dicts and lists,
+    such as a generator's identity, are left to the record), then scalar metrics, then seconds."""
     row = {k: v for k, v in record["key"].items() if not isinstance(v, (dict, list))}
+    row.update({k: json.dumps(record["key"][k], sort_keys=True) for k in JSON_COLUMNS if k in record["key"]})
     row.update({k: v for k, v in record["metrics"].items() if not isinstance(v, (dict, list))})
     row["seconds"] = record["seconds"]
     return row

@@ -1,6 +1,6 @@
 import pytest
 
-from synthstudy import config
+from synthstudy import config, data
 
 GOOD = dict(profile="smoke", dataset="digits", device="cpu", seeds=[0, 1, 2], train_sizes=[50, "all"],
             val_size=100, model="cnn", epochs=1.0, min_steps=10, max_steps=10, batch_size=32, lr=0.1,
@@ -202,6 +202,16 @@ def test_zoo_overrides_change_only_the_named_familys_keys_in_the_generators_note
     assert restated.generator_key("flow") == plain.generator_key("flow")
     as_int = profile_params("smoke", config.GeneratorsParams, zoo_overrides={"flow": {"guidance": 1}})
     assert as_int.generator_key("flow")["gen_config"] == {"guidance": 1.0}
+
+
+def test_zoo_overrides_are_checked_on_the_datasets_own_image_shape(monkeypatch):
+    built = []
+    create = config.generators.create
+    monkeypatch.setattr(config.generators, "create", lambda name, shape, n, **kw: built.append((shape, n))
+                        or create(name, shape, n, **kw))
+    profile_params("smoke", config.GeneratorsParams, zoo_overrides={"flow": {"guidance": 1.0}})   # digits, 8x8
+    assert built == [((1, 8, 8), 10)]
+    assert data.nominal_image_shape("imagefolder", 64) == (3, 64, 64)
 
 
 @pytest.mark.parametrize("overrides, expected", [

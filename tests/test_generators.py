@@ -194,6 +194,7 @@ def test_supported_sizes_decode_to_the_right_shape(name, size):
     (lambda: generators.create("cgan", (1, 8, 8), 10, r1_gamma=-1.0), "r1_gamma"),
     (lambda: generators.create("cgan", (1, 8, 8), 10, mode_seeking=float("nan")), "mode_seeking"),
     (lambda: generators.create("cgan", (1, 8, 8), 10, minibatch_std=1), "minibatch_std"),
+    (lambda: generators.create("cgan", (1, 8, 8), 10, latent_norms="yes"), "latent_norms.*True or False"),
     (lambda: generators.create("cvae", (1, 8, 8), 10, free_bits=-0.5), "free_bits"),
     (lambda: generators.create("cvae", (1, 8, 8), 10, grad_clip=float("inf")), "grad_clip"),
     (lambda: generators.create("cvae", (1, 8, 8), 10, sample_noise=1.5), "sample_noise"),
@@ -325,6 +326,21 @@ def test_cgan_regularisers_train_deterministically_and_log_the_penalty(small):
     assert torch.equal(flat_state(first), flat_state(again))
     assert len(first.history["r1"]) > 0 and all(v > 0 for _, v in first.history["r1"])
     assert not torch.equal(first.sample(torch.arange(10), rng(0)), fit("cgan", small).sample(torch.arange(10), rng(0)))
+
+
+def test_cgan_latent_norms_let_z_modulate_every_norm_and_leave_default_keys_alone(small):
+    default = generators.create("cgan", (1, 8, 8), 10, **FAST["cgan"])
+    assert "latent_norms" not in default.config      # earlier cache keys and run records stay valid
+    gen, again = fit("cgan", small, latent_norms=True), fit("cgan", small, latent_norms=True)
+    assert torch.equal(flat_state(gen), flat_state(again))
+    norms = [m for m in gen.g.modules() if isinstance(m, cgan.CondBatchNorm2d)]
+    assert norms and all(m.from_latent.weight.abs().sum() > 0 for m in norms)   # trained away from their zero start
+    assert all(getattr(m, "from_latent", None) is None for m in default.g.modules()
+               if isinstance(m, cgan.CondBatchNorm2d))
+    h, y = torch.randn(4, norms[0].gain.embedding_dim, 2, 2), torch.zeros(4, dtype=torch.long)
+    z = torch.randn(4, FAST["cgan"]["latent_dim"])
+    norms[0].eval()
+    assert not torch.allclose(norms[0](h, y, z), norms[0](h, y, torch.zeros_like(z)))
 
 
 def test_cvae_free_bits_and_clipping_train_deterministically(small):

@@ -47,6 +47,15 @@ def test_grid_skips_finished_cells_and_reruns_changed_ones(isolated_results):
     assert np.array_equal(np.load(run.cell_dir({"z": 0, "n": 3}) / "indices.npy"), np.arange(3))
 
 
+def test_flatten_keeps_generator_settings_as_json_and_leaves_other_dicts_to_the_record():
+    record = {"key": {"generator": "flow", "gen_config": {"steps": 64000, "guidance": 1.0},
+                      "gen_identity": {"config": {"width": 8}}, "rare_classes": [0, 4]},
+              "metrics": {"cas": 0.9, "per_class": [0.1]}, "seconds": 2.0}
+    row = runs.flatten(record)
+    assert row == {"generator": "flow", "gen_config": '{"guidance": 1.0, "steps": 64000}', "cas": 0.9, "seconds": 2.0}
+    assert "gen_config" not in runs.flatten({**record, "key": {"generator": "flow"}})
+
+
 def test_find_record_reads_another_runs_finished_cell_and_nothing_else(isolated_results):
     runs.Run("demo", "smoke", {}).grid([{"n": 1, "seed": 0}], lambda k, d: {"score": 7}, progress=False)
     found = runs.find_record("smoke", "demo", {"n": 1, "seed": 0})

@@ -75,23 +75,33 @@ sn = nn.utils.spectral_norm
 
 # ---------------------------------------------------------------- networks
 class CondBatchNorm2d(nn.Module):
-    """BatchNorm without its own affine; a per-class gain (initialised to 1) and bias (0) instead."""
+    """BatchNorm without its own affine; a per-class gain (initialised to 1) and bias (0) instead. With
+    `latent_dim` > 0 the latent z adds a linear term to both (BigGAN's skip-z, Brock et al. 2019), so z reaches every
+    scale instead of only the first layer; the terms start at zero, so at initialisation it is the per-class norm."""
 
-    def __init__(self, channels: int, num_classes: int):
+    def __init__(self, channels: int, num_classes: int, latent_dim: int = 0):
         super().__init__()
         self.bn = nn.BatchNorm2d(channels, affine=False)
         self.gain = nn.Embedding(num_classes, channels)
         self.bias = nn.Embedding(num_classes, channels)
         nn.init.ones_(self.gain.weight)
         nn.init.zeros_(self.bias.weight)
+        self.from_latent = nn.Linear(latent_dim, 2 * channels, bias=False) if latent_dim else None
+        if self.from_latent is not None:
+            nn.init.zeros_(self.from_latent.weight)
 
-    def forward(self, x, y):
-        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+    def forward(self, x, y, z=None):
+        gain, bias = self.gain(y), self.bias(y)
+        from_latent = getattr(self, "from_latent", None)     # absent in generators cached before the option existed
+        if from_latent is not None:
+            dg, db = from_latent(z).chunk(2, dim=1)
+            gain, bias = gain + dg, bias + db
+        return self.bn(x) * gain[:, :, None, None] + bias[:, :, None, None]
 
 
 class GeneratorNet(nn.Module):
     def __init__(self, latent_dim: int, num_classes: int, channels: int, width: int, start: int, n_up: int,
-                 embed_dim: int):
+                 embed_dim: int, latent_norms: bool = False):
         super().__init__()
         c = width * 2 ** n_up
         self.start, self.c0 = start, c
@@ -102,18 +112,19 @@ class GeneratorNet(nn.Module):
         self.embed = nn.Embedding(num_classes, embed_dim)
         self.fc = nn.Linear(latent_dim + embed_dim, c * start * start)
         self.norms, self.convs = nn.ModuleList(), nn.ModuleList()
+        z_in_norms = latent_dim if latent_norms else 0
         for _ in range(n_up):
-            self.norms.append(CondBatchNorm2d(c, num_classes))
+            self.norms.append(CondBatchNorm2d(c, num_classes, z_in_norms))
             self.convs.append(nn.Conv2d(c, c // 2, 3, padding=1))
             c //= 2
-        self.norm_out = CondBatchNorm2d(c, num_classes)
+        self.norm_out = CondBatchNorm2d(c, num_classes, z_in_norms)
         self.conv_out = nn.Conv2d(c, channels, 3, padding=1)
 
     def forward(self, z, y):
         h = self.fc(torch.cat([z, self.embed(y)], 1)).view(len(z), self.c0, self.start, self.start)
         for norm, conv in zip(self.norms, self.convs):
-            h = conv(F.interpolate(F.relu(norm(h, y)), scale_factor=2, mode="nearest"))
-        return torch.tanh(self.conv_out(F.relu(self.norm_out(h, y))))     # in [-1, 1]
+            h = conv(F.interpolate(F.relu(norm(h, y, z)), scale_factor=2, mode="nearest"))
+        return torch.tanh(self.conv_out(F.relu(self.norm_out(h, y, z))))     # in [-1, 1]
 
 
 class MinibatchStd(nn.Module):
@@ -227,7 +238,7 @@ class CGAN(Generator):
                  lr_g: float = 2e-4, lr_d: float = 2e-4, beta1: float = 0.0, beta2: float = 0.9, n_dis: int = 1,
                  batch_size: int = 64, augment: str = "translation_cutout", ema_decay: float = 0.999,
                  ema_start: float = 0.5, bn_batches: int = 16, r1_gamma: float = 0.0, mode_seeking: float = 0.0,
-                 minibatch_std: bool = False, log_every: int = 50):
+                 minibatch_std: bool = False, latent_norms: bool = False, log_every: int = 50):
         for name, value in (("latent_dim", latent_dim), ("width", width), ("embed_dim", embed_dim), ("n_dis", n_dis),
                             ("batch_size", batch_size), ("bn_batches", bn_batches), ("log_every", log_every)):
             check_positive(name, value)
@@ -238,15 +249,16 @@ class CGAN(Generator):
         check_number("ema_start", ema_start, 0.0, 1.0, high_open=True)
         check_number("r1_gamma", r1_gamma, 0.0, math.inf, high_open=True)
         check_number("mode_seeking", mode_seeking, 0.0, math.inf, high_open=True)
-        if not isinstance(minibatch_std, bool):
-            raise ValueError(f"minibatch_std={minibatch_std!r} must be True or False")
+        for name, value in (("minibatch_std", minibatch_std), ("latent_norms", latent_norms)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}={value!r} must be True or False")
         if augment not in AUGMENTS:
             raise ValueError(f"augment={augment!r} is unknown; allowed values: {', '.join(AUGMENTS)}")
         super().__init__(image_shape, num_classes, dict(
             latent_dim=latent_dim, width=width, embed_dim=embed_dim, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2,
             n_dis=n_dis, batch_size=batch_size, augment=augment, ema_decay=ema_decay, ema_start=ema_start,
             bn_batches=bn_batches, r1_gamma=r1_gamma, mode_seeking=mode_seeking, minibatch_std=minibatch_std,
-            log_every=log_every))
+            **({"latent_norms": True} if latent_norms else {}), log_every=log_every))
         self.start, self.n_up = size_plan(self.image_shape)   # refuses unsupported sizes before building
         self.latent_dim = latent_dim
         self.truncation: float | None = None                  # a sampling setting, not part of the fitted model
@@ -255,7 +267,7 @@ class CGAN(Generator):
     def _build(self) -> None:
         cfg, c = self.config, self.image_shape[0]
         self.g = GeneratorNet(cfg["latent_dim"], self.num_classes, c, cfg["width"], self.start, self.n_up,
-                              cfg["embed_dim"])
+                              cfg["embed_dim"], cfg.get("latent_norms", False))
         self.d = Discriminator(self.num_classes, c, cfg["width"], self.n_up, cfg["minibatch_std"])
         self.g_ema = copy.deepcopy(self.g).eval()
         for p in self.g_ema.parameters():
