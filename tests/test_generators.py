@@ -195,6 +195,7 @@ def test_supported_sizes_decode_to_the_right_shape(name, size):
     (lambda: generators.create("cgan", (1, 8, 8), 10, mode_seeking=float("nan")), "mode_seeking"),
     (lambda: generators.create("cgan", (1, 8, 8), 10, minibatch_std=1), "minibatch_std"),
     (lambda: generators.create("cgan", (1, 8, 8), 10, latent_norms="yes"), "latent_norms.*True or False"),
+    (lambda: generators.create("cgan", (1, 8, 8), 10, aux_class=-1.0), "aux_class"),
     (lambda: generators.create("cvae", (1, 8, 8), 10, free_bits=-0.5), "free_bits"),
     (lambda: generators.create("cvae", (1, 8, 8), 10, grad_clip=float("inf")), "grad_clip"),
     (lambda: generators.create("cvae", (1, 8, 8), 10, sample_noise=1.5), "sample_noise"),
@@ -341,6 +342,21 @@ def test_cgan_latent_norms_let_z_modulate_every_norm_and_leave_default_keys_alon
     z = torch.randn(4, FAST["cgan"]["latent_dim"])
     norms[0].eval()
     assert not torch.allclose(norms[0](h, y, z), norms[0](h, y, torch.zeros_like(z)))
+
+
+def test_cgan_class_head_learns_the_real_classes_and_is_absent_by_default(small):
+    default = generators.create("cgan", (1, 8, 8), 10, **FAST["cgan"])
+    assert "aux_class" not in default.config and default.d.classify is None
+    untrained = generators.create("cgan", (1, 8, 8), 10, **FAST["cgan"], aux_class=1.0)
+    gen = fit("cgan", small, steps=300, aux_class=1.0)
+    assert torch.equal(flat_state(gen), flat_state(fit("cgan", small, steps=300, aux_class=1.0)))
+
+    def head_accuracy(model):
+        model.d.eval()
+        with torch.no_grad():
+            _, logits = model.d(small.images.float().div(255).mul(2).sub(1), small.labels)
+        return (logits.argmax(1) == small.labels).float().mean().item()
+    assert head_accuracy(gen) > head_accuracy(untrained) + 0.1      # measured: 0.08 -> 0.23 at 300 steps
 
 
 def test_cvae_free_bits_and_clipping_train_deterministically(small):

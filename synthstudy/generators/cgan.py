@@ -36,6 +36,20 @@ Training recipe (each piece is there for small N on a CPU):
   one fit per budget on an H200, results/paper/generator_curves): recall 0.01 / 0.03 / 0.09 and FID 10.6 / 6.07 /
   4.60 at 1,000 / 3,000 / 6,000 steps, so 0.3 is not in reach at 2x the paper's budget without the settings above
   (paper's feature space is its own 6,000-step extractor's, quick's a 3,000-step one: the recalls compare loosely).
+  Third screen (same script and budget, validation, classifier seed 0; a 2-core AMD EPYC VM, 2026-11-27, whose
+  defaults read FID 9.45, recall 0.02, CAS 66.4%, results/quick/generator_curves when rerun), after the causes the
+  issue names. Not the discriminator's view or strength: augment="translation" 0.02, augment="none" 0.04,
+  n_dis=2 0.04 (FID 6.73); not the generator's size: width=24 0.03; not where z enters: `latent_norms` (z adds
+  to every conditional BatchNorm, BigGAN's skip-z) 0.03, with minibatch_std 0.02 — though latent_norms alone
+  gave the best CAS of all, 70.6% (FID 8.45). Only the mode-seeking term moves recall, and its samples show why
+  it costs CAS: a class's images spread, partly into other classes' shapes (bags drawn as shoes). The auxiliary
+  class head (`aux_class`, AC-GAN's: D's head learns the classes on real images, G is asked to be recognised as
+  its class) holds some of that back:
+    mode_seeking=1, latent_norms:           FID 13.31, recall 0.28, precision 0.66, CAS 58.5%
+    mode_seeking=1, aux_class=1:            FID 12.44, recall 0.29, precision 0.63, CAS 63.7%
+    mode_seeking=1, aux_class=1, latent_norms: FID 12.20, recall 0.22, precision 0.65, CAS 63.7%
+  so the class head wins back 2-5 of the CAS points that mode seeking costs, not all of them (one seed each).
+  At the paper budget: see results/paper/generator_curves/curves-cgan-ms1-aux1.csv.
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
@@ -145,7 +159,8 @@ class MinibatchStd(nn.Module):
 
 
 class Discriminator(nn.Module):
-    def __init__(self, num_classes: int, channels: int, width: int, n_down: int, minibatch_std: bool = False):
+    def __init__(self, num_classes: int, channels: int, width: int, n_down: int, minibatch_std: bool = False,
+                 aux_classifier: bool = False):
         super().__init__()
         layers, c = [sn(nn.Conv2d(channels, width, 3, padding=1)), nn.LeakyReLU(0.1)], width
         for _ in range(n_down):
@@ -157,10 +172,17 @@ class Discriminator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.linear = sn(nn.Linear(c, 1))
         self.embed = sn(nn.Embedding(num_classes, c))
+        # an auxiliary class head on the same features (AC-GAN's), only where `aux_class` > 0: in the default
+        # discriminator it does not exist, so earlier cached generators keep their state dicts
+        self.classify = sn(nn.Linear(c, num_classes)) if aux_classifier else None
 
     def forward(self, x, y):
+        """The projection discriminator's score, D(x, y) = w.h(x) + embed(y).h(x), and the class head's logits
+        (None without the head)."""
         h = self.body(x).sum(dim=(2, 3))
-        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)   # projection discriminator
+        score = self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
+        classify = getattr(self, "classify", None)            # absent in discriminators pickled before the head
+        return score, (classify(h) if classify is not None else None)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -238,7 +260,7 @@ class CGAN(Generator):
                  lr_g: float = 2e-4, lr_d: float = 2e-4, beta1: float = 0.0, beta2: float = 0.9, n_dis: int = 1,
                  batch_size: int = 64, augment: str = "translation_cutout", ema_decay: float = 0.999,
                  ema_start: float = 0.5, bn_batches: int = 16, r1_gamma: float = 0.0, mode_seeking: float = 0.0,
-                 minibatch_std: bool = False, latent_norms: bool = False, log_every: int = 50):
+                 minibatch_std: bool = False, latent_norms: bool = False, aux_class: float = 0.0, log_every: int = 50):
         for name, value in (("latent_dim", latent_dim), ("width", width), ("embed_dim", embed_dim), ("n_dis", n_dis),
                             ("batch_size", batch_size), ("bn_batches", bn_batches), ("log_every", log_every)):
             check_positive(name, value)
@@ -249,6 +271,7 @@ class CGAN(Generator):
         check_number("ema_start", ema_start, 0.0, 1.0, high_open=True)
         check_number("r1_gamma", r1_gamma, 0.0, math.inf, high_open=True)
         check_number("mode_seeking", mode_seeking, 0.0, math.inf, high_open=True)
+        check_number("aux_class", aux_class, 0.0, math.inf, high_open=True)
         for name, value in (("minibatch_std", minibatch_std), ("latent_norms", latent_norms)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name}={value!r} must be True or False")
@@ -258,7 +281,8 @@ class CGAN(Generator):
             latent_dim=latent_dim, width=width, embed_dim=embed_dim, lr_g=lr_g, lr_d=lr_d, beta1=beta1, beta2=beta2,
             n_dis=n_dis, batch_size=batch_size, augment=augment, ema_decay=ema_decay, ema_start=ema_start,
             bn_batches=bn_batches, r1_gamma=r1_gamma, mode_seeking=mode_seeking, minibatch_std=minibatch_std,
-            **({"latent_norms": True} if latent_norms else {}), log_every=log_every))
+            **({"latent_norms": True} if latent_norms else {}), **({"aux_class": aux_class} if aux_class else {}),
+            log_every=log_every))
         self.start, self.n_up = size_plan(self.image_shape)   # refuses unsupported sizes before building
         self.latent_dim = latent_dim
         self.truncation: float | None = None                  # a sampling setting, not part of the fitted model
@@ -268,7 +292,8 @@ class CGAN(Generator):
         cfg, c = self.config, self.image_shape[0]
         self.g = GeneratorNet(cfg["latent_dim"], self.num_classes, c, cfg["width"], self.start, self.n_up,
                               cfg["embed_dim"], cfg.get("latent_norms", False))
-        self.d = Discriminator(self.num_classes, c, cfg["width"], self.n_up, cfg["minibatch_std"])
+        self.d = Discriminator(self.num_classes, c, cfg["width"], self.n_up, cfg["minibatch_std"],
+                               cfg.get("aux_class", 0.0) > 0)
         self.g_ema = copy.deepcopy(self.g).eval()
         for p in self.g_ema.parameters():
             p.requires_grad_(False)
@@ -283,6 +308,7 @@ class CGAN(Generator):
         opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg["lr_g"], betas=betas)
         opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg["lr_d"], betas=betas)
         ema_from = int(cfg["ema_start"] * steps)
+        aux = cfg.get("aux_class", 0.0)
         d_steps = 0
         r1 = torch.zeros((), device=device)
         self.g.train()
@@ -303,10 +329,13 @@ class CGAN(Generator):
                 # lazy R1 (as in StyleGAN2): the penalty every R1_EVERY D steps, weighted by R1_EVERY
                 with_r1 = cfg["r1_gamma"] > 0 and d_steps % R1_EVERY == 0
                 real_in.requires_grad_(with_r1)
-                out = self.d(torch.cat([real_in, diff_augment(fake, cfg["augment"], rng)]), torch.cat([labels, labels]))
+                out, logits = self.d(torch.cat([real_in, diff_augment(fake, cfg["augment"], rng)]),
+                                     torch.cat([labels, labels]))
                 out_real, out_fake = out[:batch_size], out[batch_size:]
                 d_loss = F.relu(1 - out_real).mean() + F.relu(1 + out_fake).mean()
                 total = d_loss
+                if aux > 0:        # the class head learns on real images only (a head fitted to fakes would
+                    total = total + aux * F.cross_entropy(logits[:batch_size], labels)   # reward their errors)
                 if with_r1:
                     r1 = r1_penalty(out_real, real_in)
                     total = d_loss + 0.5 * cfg["r1_gamma"] * R1_EVERY * r1
@@ -321,8 +350,11 @@ class CGAN(Generator):
                 half = batch_size // 2
                 labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])
             fake = self.g(z, labels)
-            g_loss = -self.d(diff_augment(fake, cfg["augment"], rng), labels).mean()
+            out_g, logits = self.d(diff_augment(fake, cfg["augment"], rng), labels)
+            g_loss = -out_g.mean()
             total = g_loss
+            if aux > 0:            # fakes must be recognisable as their class: holds the class under mode seeking
+                total = total + aux * F.cross_entropy(logits, labels)
             if cfg["mode_seeking"] > 0:
                 total = g_loss + cfg["mode_seeking"] * mode_seeking_loss(fake, z)
             opt_g.zero_grad(set_to_none=True)
