@@ -275,7 +275,9 @@ def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress:
     sample_seconds = time.perf_counter() - start
     scores = quality.sample_quality(extractor, reference, fake)
     # the fit may have run elsewhere (a cached GPU fit scored on a laptop): its time comes with its device
-    return {**scores, "train_seconds": gen.history["seconds"], "fit_device": gen.history.get("device", "unknown"),
+    fit_device = gen.history.get("device",
+                                 "pretrained" if generators.is_pretrained(key["generator"]) else "not recorded")
+    return {**scores, "train_seconds": gen.history["seconds"], "fit_device": fit_device,
             "samples_per_s": len(fake) / sample_seconds,
             "parameter_bytes": generators.parameter_bytes(gen),
             "history": {k: v for k, v in gen.history.items() if isinstance(v, list)}}

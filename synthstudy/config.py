@@ -324,6 +324,8 @@ class GeneratorsParams(StudyParams, TrainingParams, GeneratorBudgets):
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
                 raise ValueError(f"zoo_overrides[{name!r}]['steps']={steps!r}: allowed: a positive integer")
             try:                                # unknown keys and bad values, named by the family, before compute
+                # the dataset's own shape; an image folder's class count is not known before loading, and no
+                # family's settings depend on it, so 10 stands in
                 shape = data.nominal_image_shape(self.dataset, self.image_size)
                 generators.create(name, shape, len(data.CLASSES.get(self.dataset, range(10))),
                                   **self.generator_config(name))

@@ -39,15 +39,15 @@ DIGITS_CLASSES = tuple(str(i) for i in range(10))
 # facts are counted on disk instead (`imagefolder.train_size`, `imagefolder.class_names`).
 CLASSES = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": DIGITS_CLASSES, "cifar10": CIFAR10_CLASSES}
 IMAGE_SHAPES = {"fashion_mnist": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}
+TRAIN_SIZES = {"fashion_mnist": 60000, "digits": 1348, "cifar10": 50000}   # digits: 1,797 less its 25% test split
+# Whether a horizontal mirror keeps an image's class (contrastive view augmentation): digits are not
+# mirror-symmetric; clothes, CIFAR's objects and photos are.
+FLIPS_KEEP_CLASS = {"fashion_mnist": True, "cifar10": True, "digits": False, "imagefolder": True}
 
 
 def nominal_image_shape(dataset: str, image_size: int) -> tuple:
     """(C, H, W) of a dataset's images without loading it: an image folder's are RGB image_size x image_size."""
     return IMAGE_SHAPES.get(dataset, (3, image_size, image_size))
-TRAIN_SIZES = {"fashion_mnist": 60000, "digits": 1348, "cifar10": 50000}   # digits: 1,797 less its 25% test split
-# Whether a horizontal mirror keeps an image's class (contrastive view augmentation): digits are not
-# mirror-symmetric; clothes, CIFAR's objects and photos are.
-FLIPS_KEEP_CLASS = {"fashion_mnist": True, "cifar10": True, "digits": False, "imagefolder": True}
 
 
 class DataNotFoundError(FileNotFoundError):

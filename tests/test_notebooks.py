@@ -49,6 +49,9 @@ def test_notebook_runs_on_smoke_and_records_its_cells(name, isolated_results):
     # the wall time of the execution is logged, with the CPU that took it (README timings come from this log)
     timing = [json.loads(line) for line in (isolated_results / "smoke" / "reproduce.jsonl").read_text().splitlines()]
     assert [t["notebook"] for t in timing] == [name] and timing[0]["seconds"] > 0 and timing[0]["cpu_model"]
+    if name == "generators":          # each fit's time is shown with the device it ran on
+        summary = pd.read_csv(isolated_results / "smoke" / name / "summary.csv", keep_default_na=False)
+        assert set(summary.loc[summary["arm"] != "real", "fit on"]) == {"cpu"}
 
 
 @pytest.mark.notebook

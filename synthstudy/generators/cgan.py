@@ -49,7 +49,6 @@ Training recipe (each piece is there for small N on a CPU):
     mode_seeking=1, aux_class=1:            FID 12.44, recall 0.29, precision 0.63, CAS 63.7%
     mode_seeking=1, aux_class=1, latent_norms: FID 12.20, recall 0.22, precision 0.65, CAS 63.7%
   so the class head wins back 2-5 of the CAS points that mode seeking costs, not all of them (one seed each).
-  At the paper budget: see results/paper/generator_curves/curves-cgan-ms1-aux1.csv.
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
@@ -100,15 +99,15 @@ class CondBatchNorm2d(nn.Module):
         self.bias = nn.Embedding(num_classes, channels)
         nn.init.ones_(self.gain.weight)
         nn.init.zeros_(self.bias.weight)
-        self.from_latent = nn.Linear(latent_dim, 2 * channels, bias=False) if latent_dim else None
-        if self.from_latent is not None:
-            nn.init.zeros_(self.from_latent.weight)
+        # a zero-initialised weight (not an nn.Linear, whose random init would shift every later layer's draw:
+        # with and without the option, the other layers then start from the same weights)
+        self.from_latent = nn.Parameter(torch.zeros(2 * channels, latent_dim)) if latent_dim else None
 
     def forward(self, x, y, z=None):
         gain, bias = self.gain(y), self.bias(y)
         from_latent = getattr(self, "from_latent", None)     # absent in generators cached before the option existed
         if from_latent is not None:
-            dg, db = from_latent(z).chunk(2, dim=1)
+            dg, db = F.linear(z, from_latent).chunk(2, dim=1)
             gain, bias = gain + dg, bias + db
         return self.bn(x) * gain[:, :, None, None] + bias[:, :, None, None]
 
@@ -239,6 +238,34 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return 1.0 / ((image_gap / latent_gap).mean() + 1e-5)
 
 
+def discriminator_objective(out_real, out_fake, logits, labels, aux: float, r1_term=None):
+    """The D step's loss: hinge on real and fake scores, plus `aux` x the class head's cross-entropy on the *real*
+    half of the batch (a head fitted to fakes would reward their errors), plus the weighted R1 term where given.
+    Returns (hinge loss, class cross-entropy or 0, total)."""
+    d_loss = F.relu(1 - out_real).mean() + F.relu(1 + out_fake).mean()
+    total = d_loss
+    class_ce = torch.zeros((), device=out_real.device)
+    if aux > 0:
+        class_ce = F.cross_entropy(logits[:len(out_real)], labels)
+        total = total + aux * class_ce
+    if r1_term is not None:
+        total = total + r1_term
+    return d_loss, class_ce.detach(), total
+
+
+def generator_objective(out_fake, logits, labels, aux: float, fake, z, mode_seeking: float):
+    """The G step's loss: the hinge generator term, plus `aux` x the class head's cross-entropy on the fakes (they
+    must be recognised as their class, which holds the class where mode seeking spreads a class's images), plus
+    `mode_seeking` x the MSGAN term. Returns (hinge term, total)."""
+    g_loss = -out_fake.mean()
+    total = g_loss
+    if aux > 0:
+        total = total + aux * F.cross_entropy(logits, labels)
+    if mode_seeking > 0:
+        total = total + mode_seeking * mode_seeking_loss(fake, z)
+    return g_loss, total
+
+
 def truncated_normal(shape, truncation: float | None, rng: torch.Generator | None) -> torch.Tensor:
     """Standard normal draws; with `truncation`, every entry with |z| > truncation is redrawn until none is."""
     z = torch.randn(shape, generator=rng)
@@ -269,9 +296,10 @@ class CGAN(Generator):
         for name, value in (("beta1", beta1), ("beta2", beta2), ("ema_decay", ema_decay)):
             check_number(name, value, 0.0, 1.0, high_open=True)
         check_number("ema_start", ema_start, 0.0, 1.0, high_open=True)
-        check_number("r1_gamma", r1_gamma, 0.0, math.inf, high_open=True)
-        check_number("mode_seeking", mode_seeking, 0.0, math.inf, high_open=True)
-        check_number("aux_class", aux_class, 0.0, math.inf, high_open=True)
+        r1_gamma = check_number("r1_gamma", r1_gamma, 0.0, math.inf, high_open=True)
+        # stored as floats, so that 1 and 1.0 give one cache key (config.generator_config reads 1 as 1.0 too)
+        mode_seeking = check_number("mode_seeking", mode_seeking, 0.0, math.inf, high_open=True)
+        aux_class = check_number("aux_class", aux_class, 0.0, math.inf, high_open=True)
         for name, value in (("minibatch_std", minibatch_std), ("latent_norms", latent_norms)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name}={value!r} must be True or False")
@@ -310,12 +338,12 @@ class CGAN(Generator):
         ema_from = int(cfg["ema_start"] * steps)
         aux = cfg.get("aux_class", 0.0)
         d_steps = 0
-        r1 = torch.zeros((), device=device)
+        r1 = class_ce = torch.zeros((), device=device)
         self.g.train()
         self.d.train()
         bar = tqdm(range(steps), disable=not progress, desc="cgan fit", leave=False, mininterval=1.0)
         log = LossLog(cfg["log_every"], steps, device, f"lower lr_g={cfg['lr_g']} / lr_d={cfg['lr_d']}",
-                      terms=("d_loss", "g_loss", "d_real", "d_fake", "r1"), what="cgan losses", bar=bar,
+                      terms=("d_loss", "g_loss", "d_real", "d_fake", "r1", "class_ce"), what="cgan losses", bar=bar,
                       postfix=("d_loss", "g_loss"))
         for step in bar:
             # --- discriminator: hinge loss on augmented real and fake images, one forward for both
@@ -332,13 +360,10 @@ class CGAN(Generator):
                 out, logits = self.d(torch.cat([real_in, diff_augment(fake, cfg["augment"], rng)]),
                                      torch.cat([labels, labels]))
                 out_real, out_fake = out[:batch_size], out[batch_size:]
-                d_loss = F.relu(1 - out_real).mean() + F.relu(1 + out_fake).mean()
-                total = d_loss
-                if aux > 0:        # the class head learns on real images only (a head fitted to fakes would
-                    total = total + aux * F.cross_entropy(logits[:batch_size], labels)   # reward their errors)
                 if with_r1:
                     r1 = r1_penalty(out_real, real_in)
-                    total = d_loss + 0.5 * cfg["r1_gamma"] * R1_EVERY * r1
+                d_loss, class_ce, total = discriminator_objective(
+                    out_real, out_fake, logits, labels, aux, 0.5 * cfg["r1_gamma"] * R1_EVERY * r1 if with_r1 else None)
                 opt_d.zero_grad(set_to_none=True)
                 total.backward()
                 opt_d.step()
@@ -351,22 +376,19 @@ class CGAN(Generator):
                 labels = torch.cat([labels[:half], labels[:half], labels[2 * half:]])
             fake = self.g(z, labels)
             out_g, logits = self.d(diff_augment(fake, cfg["augment"], rng), labels)
-            g_loss = -out_g.mean()
-            total = g_loss
-            if aux > 0:            # fakes must be recognisable as their class: holds the class under mode seeking
-                total = total + aux * F.cross_entropy(logits, labels)
-            if cfg["mode_seeking"] > 0:
-                total = g_loss + cfg["mode_seeking"] * mode_seeking_loss(fake, z)
+            g_loss, total = generator_objective(out_g, logits, labels, aux, fake, z, cfg["mode_seeking"])
             opt_g.zero_grad(set_to_none=True)
             total.backward()
             opt_g.step()
             self.d.requires_grad_(True)
             self._update_ema(step, ema_from)
 
-            log.add(step, d_loss, g_loss, out_real.detach().mean(), out_fake.detach().mean(), r1)
+            log.add(step, d_loss, g_loss, out_real.detach().mean(), out_fake.detach().mean(), r1, class_ce)
         self._recompute_bn_stats(train.labels, batch_size, device, rng)
         self.g.eval()
         curves = log.series
+        if aux == 0:                 # a default fit's history keeps the keys it had before the class head existed
+            curves.pop("class_ce")
         return {"losses": curves["d_loss"], **curves, "r1": curves["r1"] if cfg["r1_gamma"] > 0 else [],
                 "ema_from_step": ema_from}
 
