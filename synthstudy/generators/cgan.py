@@ -16,9 +16,10 @@ Training recipe (each piece is there for small N on a CPU):
 - against within-class collapse (issue 17: recall 0.03 at the quick budget, the EMA and the live generator alike):
   `r1_gamma`, a zero-centred gradient penalty on real images (R1, lazily every `R1_EVERY` D steps);
   `mode_seeking`, the MSGAN regulariser (two latents of one class must give different images); `minibatch_std`,
-  a minibatch-statistics feature map in D (a batch of near-identical fakes is then easy to spot). All off by
-  default, measured (quick budget, 1200 steps on the pool, 5,000 samples vs 5,000 validation images in the domain
-  feature space; CAS: 150-step classifier on a stream, scored on validation, classifier seeds 0-2):
+  a minibatch-statistics feature map in D (a batch of near-identical fakes is then easy to spot); `latent_norms`
+  and `aux_class` (third screen below). All off by default, measured (quick budget, 1200 steps on the pool,
+  5,000 samples vs 5,000 validation images in the domain feature space; CAS: 150-step classifier on a stream,
+  scored on validation, classifier seeds 0-2):
     defaults:                         FID 8.2, recall 0.03, precision 0.72, coverage 0.16, CAS 68.1/66.3/67.1%
     r1_gamma=1, lr_d=1e-4:            FID 10.5, recall 0.03, precision 0.72, coverage 0.12
     minibatch_std, mode_seeking=1:    FID 11.7, recall 0.39, precision 0.64, coverage 0.14, CAS 58.6/60.7/59.8%
@@ -37,18 +38,19 @@ Training recipe (each piece is there for small N on a CPU):
   4.60 at 1,000 / 3,000 / 6,000 steps, so 0.3 is not in reach at 2x the paper's budget without the settings above
   (paper's feature space is its own 6,000-step extractor's, quick's a 3,000-step one: the recalls compare loosely).
   Third screen (same script and budget, validation, classifier seed 0; a 2-core AMD EPYC VM, 2026-11-27, whose
-  defaults read FID 9.45, recall 0.02, CAS 66.4%, results/quick/generator_curves when rerun), after the causes the
-  issue names. Not the discriminator's view or strength: augment="translation" 0.02, augment="none" 0.04,
-  n_dis=2 0.04 (FID 6.73); not the generator's size: width=24 0.03; not where z enters: `latent_norms` (z adds
-  to every conditional BatchNorm, BigGAN's skip-z) 0.03, with minibatch_std 0.02 — though latent_norms alone
-  gave the best CAS of all, 70.6% (FID 8.45). Only the mode-seeking term moves recall, and its samples show why
-  it costs CAS: a class's images spread, partly into other classes' shapes (bags drawn as shoes). The auxiliary
-  class head (`aux_class`, AC-GAN's: D's head learns the classes on real images, G is asked to be recognised as
-  its class) holds some of that back:
-    mode_seeking=1, latent_norms:           FID 13.31, recall 0.28, precision 0.66, CAS 58.5%
-    mode_seeking=1, aux_class=1:            FID 12.44, recall 0.29, precision 0.63, CAS 63.7%
-    mode_seeking=1, aux_class=1, latent_norms: FID 12.20, recall 0.22, precision 0.65, CAS 63.7%
-  so the class head wins back 2-5 of the CAS points that mode seeking costs, not all of them (one seed each).
+  defaults read FID 9.45, recall 0.02, CAS 66.4%), after the causes the issue names. Not the discriminator's view
+  or strength: augment="translation" recall 0.02, augment="none" 0.04, n_dis=2 0.04 (FID 6.73); not the
+  generator's size: width=24 0.03; not where z enters: `latent_norms` (z adds to every conditional BatchNorm,
+  BigGAN's skip-z) 0.03, with minibatch_std 0.02, though latent_norms gave the best CAS, 70.6% (FID 8.45; measured
+  with its weight drawn as an nn.Linear before zeroing, since replaced by a zero Parameter). Only the mode-seeking
+  term moves recall, and its samples show why it costs CAS: a class's images spread, partly into other classes'
+  shapes (bags drawn as shoes; latent_norms + mode_seeking=1: recall 0.28, CAS 58.5%). The auxiliary class head
+  (`aux_class`: AC-GAN's head on D, learning the classes on real images only; G is asked to be recognised as its
+  class) holds the class:
+    mode_seeking=1, aux_class=1:      FID 9.34, recall 0.23, precision 0.61, CAS 68.7%
+    mode_seeking=2, aux_class=1:      FID 12.96, recall 0.25, precision 0.55, CAS 67.1%
+  so the class head wins back the CAS that mode seeking costs (68.7% against the defaults' 66.4%, one seed each: a
+  direction), but recall settles at 0.23-0.25 on this budget, short of 0.3.
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
