@@ -87,6 +87,8 @@ from synthstudy.analysis_generators import (
     family_shares,
     format_share_interval,
     sampler_rows,
+    variant_comparisons,
+    variant_findings,
 )
 from synthstudy.analysis_generators import findings as curve_findings
 
@@ -244,7 +246,9 @@ plots.save(fig, "generators_cas_fid", run.dir)
 # profile's and the other's stop points (`gen_steps`). The reading compares CAS at this profile's stop (the seeds
 # above) with CAS at the largest budget, against a t bound from the seeds' spread (`analysis_generators`). The
 # curves use each family's default settings, so a family `zoo_overrides` samples otherwise (paper's flow: guidance
-# 1) gets no stop reading here; its evidence is the flow sampler table above and the reading below.
+# 1) gets no stop reading here; its evidence is the flow sampler table above and the reading below. A variant
+# (`--config`, e.g. the cGAN with mode seeking) scored with CAS beside its family's defaults at one budget is read
+# against them, paired on classifier seeds, Holm over the variants, "equivalent" only within ±`equivalence_margin`.
 
 # %%
 curves = runs.results_root() / P.profile / "generator_curves"
@@ -260,6 +264,9 @@ if (curves / "curves.csv").is_file():
     display(Markdown("\n".join(f"- {line}" for line in curve_findings(
         curve_table, {P.profile: {name: P.generator_steps(name) for name in as_curves}},
         {name: seeds for name, seeds in stop_seeds.items() if name in as_curves}, real_val))))
+    variants = variant_comparisons(curve_table, margin=P.equivalence_margin)
+    if not variants.empty:
+        display(Markdown("\n".join(f"- {line}" for line in variant_findings(variants))))
 else:
     print(f"no budget curves for {P.profile!r} yet: python scripts/generator_curves.py --profile {P.profile} "
           f"(minutes on a GPU)")

@@ -17,6 +17,13 @@ and, where scored, validation CAS (`cas_val`: one value per classifier seed). Bo
 
 `findings` writes one sentence per variant; tests/test_analysis_generators.py plants curves.
 
+A variant (`--config`, e.g. the cGAN with mode seeking) is judged against its family's default settings by
+`variant_comparisons`: validation CAS at the same budget and training seed, paired on the classifier seed (which
+fixes the pool's draw, the classifier's init and its batch order in both arms), every pair in one Holm family, with
+an equivalence test at the profile's margin. Each arm is one fit, so a difference is the two fits' difference: the
+fits' own spread is not counted, and "higher" means "this fit beats that one beyond classifier noise", not yet
+"the setting is better" (more `--gen-seeds` would say that).
+
 The flow's sampler and budget rows (`scripts/flow_sampler_cas.py`, results/<profile>/flow_samplers) answer the
 issue's "CAS ≥ 0.95 × real": `best_sampler` picks the row with the highest validation CAS among those with at least
 `BEST_MIN_SEEDS` seeds (validation chooses), and `share_of_real` judges its share of the real arm twice — on
@@ -33,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import metrics
 from .analysis_scaling import main_cells
 
 # A budget from which no larger budget cuts FID by more than 10% counts as flat (a convention; measured on paper,
@@ -145,6 +153,72 @@ def family_shares(cas_table: pd.DataFrame, split: str = "test", target: float = 
         return {}
     return {family: (share_of_real(rows[column], real, target), float(rows[column].mean()), len(rows))
             for family, rows in main[main["arm"] != "real"].groupby("generator")}
+
+
+DEFAULT_CONFIG = "{}"            # the `config` column of a family's rows at its default settings
+
+
+def cas_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """The curves' CAS as tidy rows: one per (variant, budget, training seed, classifier seed) with its validation
+    and test CAS (`cas_seeds`, `cas_val` and `cas_test` hold one value per classifier seed, space-separated)."""
+    rows = []
+    for row in table.to_dict("records"):
+        val = cas_values(row.get("cas_val"))
+        if not val:
+            continue
+        seeds, test = [int(s) for s in cas_values(row.get("cas_seeds"))], cas_values(row.get("cas_test"))
+        if len(seeds) != len(val) or len(test) not in (0, len(val)):
+            raise ValueError(f"{row['generator']} at {row['gen_steps']} steps: {len(seeds)} cas_seeds for "
+                             f"{len(val)} cas_val and {len(test)} cas_test values; allowed: one of each per seed")
+        for i, (seed, value) in enumerate(zip(seeds, val)):
+            rows.append({"generator": row["generator"], "family": row["family"], "config": row["config"],
+                         "gen_steps": int(row["gen_steps"]), "gen_seed": int(row["gen_seed"]), "seed": seed,
+                         "val_accuracy": value, "test_accuracy": test[i] if test else math.nan})
+    return pd.DataFrame(rows, columns=["generator", "family", "config", "gen_steps", "gen_seed", "seed",
+                                       "val_accuracy", "test_accuracy"])
+
+
+def variant_comparisons(table: pd.DataFrame, margin: float, alpha: float = 0.05) -> pd.DataFrame:
+    """Every variant with validation CAS against its family's default settings (`config` "{}") at the same budget
+    and training seed, paired on the classifier seed, all in one Holm family (`metrics.paired_comparisons`, TOST at
+    `margin`). Returns its rows (`generator` the variant, `reference` the defaults' variant name), with each arm's
+    recall beside them; empty where no variant shares a scored budget with its defaults."""
+    cells = cas_cells(table)
+    if "config" not in table or cells.empty:
+        return metrics.with_verdicts(pd.DataFrame())
+    defaults = cells[cells["config"] == DEFAULT_CONFIG]
+    ambiguous = defaults.groupby(["family", "gen_steps", "gen_seed"])["generator"].nunique()
+    if (ambiguous > 1).any():
+        raise ValueError(f"several default-settings variants scored at the same budget: "
+                         f"{sorted(defaults['generator'].unique())}; allowed: one per family, budget and seed")
+    found = []
+    for keys, group in cells.groupby(["family", "gen_steps", "gen_seed"]):
+        reference = group.loc[group["config"] == DEFAULT_CONFIG, "generator"].unique()
+        if len(reference) == 0 or group["generator"].nunique() < 2:
+            continue
+        arms = group.assign(arm=group["generator"])
+        comparisons = metrics.paired_comparisons(arms, "val_accuracy", "arm", reference[0], margin=margin,
+                                                 alpha=alpha)
+        found.append(comparisons.drop(columns=["p_holm", "p_equivalence_holm", "verdict"])
+                     .assign(family=keys[0], gen_steps=keys[1], gen_seed=keys[2]))
+    if not found:
+        return metrics.with_verdicts(pd.DataFrame())
+    out = metrics.with_verdicts(pd.concat(found, ignore_index=True), alpha=alpha).rename(columns={"arm": "generator"})
+    recall = table.set_index(["generator", "gen_steps", "gen_seed"])["recall"]
+    out["recall"] = [recall.get((g, s, t), math.nan) for g, s, t in zip(out["generator"], out["gen_steps"],
+                                                                        out["gen_seed"])]
+    out["reference_recall"] = [recall.get((g, s, t), math.nan) for g, s, t in zip(out["reference"],
+                                                                                  out["gen_steps"], out["gen_seed"])]
+    return out
+
+
+def variant_findings(comparisons: pd.DataFrame) -> list[str]:
+    """One sentence per `variant_comparisons` row: the paired CAS difference, its verdict, and both arms' recall."""
+    return [f"{row['generator']} against {row['reference']} at {row['gen_steps']:,} steps (training seed "
+            f"{row['gen_seed']}): validation CAS {metrics.format_difference(row)}, {row['pairs']} classifier "
+            f"seed{'s' if row['pairs'] != 1 else ''} paired, Holm over {len(comparisons)}, equivalence margin ±{100 * row['margin']:.1f} pts; recall "
+            f"{row['recall']:.2f} against {row['reference_recall']:.2f}. One fit per arm: the fits' own spread is "
+            f"not counted." for row in comparisons.to_dict("records")]
 
 
 def sampler_rows(folder) -> pd.DataFrame:

@@ -166,3 +166,52 @@ def test_a_stop_beyond_the_curve_is_named_and_not_read():
     line, = ag.findings(table, {"paper": {"flow": 64000}}, {"flow": [0.89, 0.9]}, real_val=0.94)
     assert line.endswith("; paper stops at 64,000, beyond the largest budget measured.")
     assert "short of" not in line and "inconclusive" not in line
+
+
+def scored(variant: str, config: str, val, seeds=(0, 1, 2, 3, 4), steps: int = 3000, recall: float = 0.1):
+    return {"generator": variant, "family": "cgan", "config": config, "gen_steps": steps, "gen_seed": 0, "fid": 5.0,
+            "recall": recall, "cas_seeds": " ".join(map(str, seeds)), "cas_val": " ".join(f"{v:.4f}" for v in val),
+            "cas_test": " ".join(f"{v - 0.05:.4f}" for v in val)}
+
+
+DEFAULTS = [0.660, 0.672, 0.655, 0.668, 0.661]             # classifier seeds 0-4: a spread shared by every arm
+
+
+def test_a_variant_is_paired_with_the_defaults_on_classifier_seeds_and_a_planted_gain_is_found():
+    table = pd.DataFrame([
+        scored("cgan", "{}", DEFAULTS, recall=0.03),
+        scored("cgan-ms", '{"mode_seeking": 1}', [v + 0.025 + e for v, e in zip(DEFAULTS, [0, .002, -.002, .001, 0])],
+               recall=0.31),
+        scored("cgan-same", '{"width": 24}', [v + e for v, e in zip(DEFAULTS, [.004, -.003, .002, -.004, .001])]),
+        scored("cgan", "{}", [0.7], seeds=[0], steps=1000),      # a budget without a variant: nothing to compare
+    ])
+    comparisons = ag.variant_comparisons(table, margin=0.01).set_index("generator")
+    assert set(comparisons.index) == {"cgan-ms", "cgan-same"} and (comparisons["reference"] == "cgan").all()
+    gain = comparisons.loc["cgan-ms"]
+    assert gain["verdict"] == "higher" and gain["pairs"] == 5 and gain["difference"] == pytest.approx(0.0252)
+    assert (gain["recall"], gain["reference_recall"]) == (0.31, 0.03)
+    assert comparisons.loc["cgan-same", "verdict"] == "equivalent"
+    assert comparisons["p_holm"].ge(comparisons["p"]).all()              # one Holm family over both
+    line = ag.variant_findings(comparisons.reset_index().iloc[:1])[0]
+    assert line.startswith("cgan-ms against cgan at 3,000 steps (training seed 0): validation CAS +2.52 [")
+    assert "higher" in line and "5 classifier seeds paired" in line and "recall 0.31 against 0.03" in line
+
+
+def test_only_shared_classifier_seeds_are_paired_and_one_pair_is_inconclusive():
+    table = pd.DataFrame([scored("cgan", "{}", DEFAULTS),
+                          scored("cgan-ms", '{"mode_seeking": 1}', [0.70, 0.71], seeds=(3, 9))])
+    row = ag.variant_comparisons(table, margin=0.01).iloc[0]
+    assert row["pairs"] == 1 and row["difference"] == pytest.approx(0.70 - 0.668)
+    assert row["verdict"] == "inconclusive" and "1 classifier seed paired" in ag.variant_findings(
+        ag.variant_comparisons(table, margin=0.01))[0]
+
+
+def test_variant_comparisons_refuse_two_default_variants_and_miscounted_seeds():
+    two = pd.DataFrame([scored("cgan", "{}", DEFAULTS), scored("cgan-cpu", "{}", DEFAULTS),
+                        scored("cgan-ms", '{"mode_seeking": 1}', DEFAULTS)])
+    with pytest.raises(ValueError, match="several default-settings variants.*'cgan', 'cgan-cpu'"):
+        ag.variant_comparisons(two, margin=0.01)
+    bad = pd.DataFrame([scored("cgan", "{}", DEFAULTS) | {"cas_seeds": "0 1"}])
+    with pytest.raises(ValueError, match="2 cas_seeds for 5 cas_val"):
+        ag.variant_comparisons(bad, margin=0.01)
+    assert ag.variant_comparisons(pd.DataFrame([scored("cgan", "{}", DEFAULTS)]), margin=0.01).empty
