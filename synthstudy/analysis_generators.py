@@ -214,11 +214,15 @@ def variant_comparisons(table: pd.DataFrame, margin: float, alpha: float = 0.05)
 
 def variant_findings(comparisons: pd.DataFrame) -> list[str]:
     """One sentence per `variant_comparisons` row: the paired CAS difference, its verdict, and both arms' recall."""
-    return [f"{row['generator']} against {row['reference']} at {row['gen_steps']:,} steps (training seed "
-            f"{row['gen_seed']}): validation CAS {metrics.format_difference(row)}, {row['pairs']} classifier "
-            f"seed{'s' if row['pairs'] != 1 else ''} paired, Holm over {len(comparisons)}, equivalence margin ±{100 * row['margin']:.1f} pts; recall "
-            f"{row['recall']:.2f} against {row['reference_recall']:.2f}. One fit per arm: the fits' own spread is "
-            f"not counted." for row in comparisons.to_dict("records")]
+    lines = []
+    for row in comparisons.to_dict("records"):
+        seeds = f"{row['pairs']} classifier seed{'s' if row['pairs'] != 1 else ''} paired"
+        lines.append(f"{row['generator']} against {row['reference']} at {row['gen_steps']:,} steps (training seed "
+                     f"{row['gen_seed']}): validation CAS {metrics.format_difference(row)}, {seeds}, Holm over "
+                     f"{len(comparisons)}, equivalence margin ±{100 * row['margin']:.1f} pts; recall "
+                     f"{row['recall']:.2f} against {row['reference_recall']:.2f}. One fit per arm: the fits' own "
+                     f"spread is not counted.")
+    return lines
 
 
 def sampler_rows(folder) -> pd.DataFrame:
