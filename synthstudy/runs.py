@@ -501,12 +501,15 @@ def _read_record(path: Path, key: dict) -> dict | None:
 
 
 # ---------------------------------------------------------------- artifact cache
-def cached(kind: str, key: dict, build: Callable[[], Any], root: Path | None = None) -> Any:
+def cached(kind: str, key: dict, build: Callable[..., Any], root: Path | None = None,
+           checkpoint: bool = False) -> Any:
     """Return the artifact made by `build()` for `key`, building and saving it (torch.save) only on a miss.
 
     The cache folder is `results/cache/<kind>/<hash of key>/`, holding `artifact.pt` and `key.json`. An artifact
     saved on a GPU loads there again where CUDA exists, and on the CPU where it does not (a cache made on a lent
-    GPU and resumed on a laptop: torch.load alone refuses CUDA tensors on a CPU-only machine).
+    GPU and resumed on a laptop: torch.load alone refuses CUDA tensors on a CPU-only machine). With `checkpoint`,
+    `build(path)` gets `checkpoint.pt` in that folder for snapshots of a long build, deleted once the artifact is
+    saved (copy the folder to another machine to continue a build there).
     """
     import torch
     folder = Path(root or results_root()) / "cache" / kind / stable_hash(key)
@@ -522,9 +525,10 @@ def cached(kind: str, key: dict, build: Callable[[], Any], root: Path | None = N
     with _exclusive(folder / ".build.lock"):
         if path.is_file():
             return load()
-        artifact = build()
+        artifact = build(folder / "checkpoint.pt") if checkpoint else build()
         save_torch(path, artifact)
-        write_json(folder / "key.json", key)
+        write_json(folder / "key.json", key)           # after the artifact: estimate.cache_index counts key.json
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
     return artifact
 
 

@@ -250,6 +250,16 @@ class LossLog:
     def points(self) -> list[tuple[int, float]]:
         return self.series[self.terms[0]]
 
+    def state_dict(self) -> dict:
+        """The curve so far and the running sums (what a resumed fit needs to log as if never stopped)."""
+        return {"series": {k: list(v) for k, v in self.series.items()}, "sum": self._sum.detach().cpu().clone(),
+                "count": self._count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.series = {k: list(map(tuple, v)) for k, v in state["series"].items()}
+        self._sum.copy_(state["sum"])
+        self._count = state["count"]
+
     def add(self, step: int, *values: torch.Tensor) -> None:
         self._sum += values[0].detach() if len(values) == 1 else torch.stack([v.detach() for v in values])
         self._count += 1

@@ -457,7 +457,7 @@ def test_reflow_options_at_their_neutral_values_leave_every_key_as_it_was(small,
     from synthstudy import runs
     assert not any(k.startswith("reflow_") for k in generators.identity("flow")["defaults"])
     keys, configs = [], []
-    monkeypatch.setattr(runs, "cached", lambda kind, key, build: keys.append(runs.stable_hash(key))
+    monkeypatch.setattr(runs, "cached", lambda kind, key, build, checkpoint=False: keys.append(runs.stable_hash(key))
                         or configs.append(key["config"]) or build())
     args = dict(train=small, data_key={"dataset": "digits", "n": 300, "subset_seed": 0}, steps=STEPS, seed=0,
                 device="cpu", progress=False, threads=1)
@@ -559,3 +559,85 @@ def test_the_classifier_filter_refuses_bad_thresholds_and_names_classes_it_canno
                                       max_rounds=2)
     with pytest.raises(ValueError, match="still rejected after max_rounds=2.*lower the threshold"):
         always_wrong.sample(torch.arange(50) % 10, rng=torch.Generator().manual_seed(0))
+
+
+class Killed(Exception):
+    """Stands for the process being killed just after a snapshot was written."""
+
+
+def fit_killed_after(monkeypatch, train, path, snapshots: int, steps: int, **config):
+    """A flow fit snapshotting after every step, killed right after its `snapshots`-th snapshot."""
+    from synthstudy.generators import base
+    written, original = [], base.FitCheckpoint.save
+
+    def save_then_die(self, **state):
+        original(self, **state)
+        written.append((state["stage"], state["step"]))
+        if len(written) == snapshots:
+            raise Killed
+    monkeypatch.setattr(base.FitCheckpoint, "save", save_then_die)
+    gen = generators.create("flow", (1, 8, 8), 10, **{**FAST["flow"], **config})
+    with pytest.raises(Killed):
+        gen.fit(train, steps=steps, seed=0, device="cpu", progress=False, threads=1, checkpoint=path,
+                checkpoint_every=1e-9)
+    monkeypatch.setattr(base.FitCheckpoint, "save", original)
+    return written[-1]
+
+
+@pytest.mark.parametrize("snapshots,config", [
+    (5, {}),                                     # killed in the autoencoder stage (ae_fraction 0.6 of 20 steps)
+    (15, {}),                                    # in the flow stage, the autoencoder's curve restored
+    (20, {"reflow_steps": 4, "reflow_pairs": 64, "guidance": 1.0}),   # at the flow's end: reflow restarts
+])
+def test_a_killed_flow_fit_resumes_from_its_snapshot_and_ends_bit_identical(small, monkeypatch, tmp_path, snapshots,
+                                                                          config):
+    straight = fit("flow", small, steps=20, **config)
+    path = tmp_path / "checkpoint.pt"
+    stage, step = fit_killed_after(monkeypatch, small, path, snapshots, steps=20, **config)
+    assert path.is_file()
+    resumed = generators.create("flow", (1, 8, 8), 10, **{**FAST["flow"], **config})
+    resumed.fit(small, steps=20, seed=0, device="cpu", progress=False, threads=1, checkpoint=path,
+                checkpoint_every=1e-9)
+    assert resumed.history["resumed_at"] == f"{stage} step {step}"
+    assert torch.equal(flat_state(resumed), flat_state(straight))
+    for curve in ("ae_losses", "losses", "reflow_losses"):
+        assert resumed.history.get(curve) == straight.history.get(curve)
+    assert torch.equal(resumed.sample(torch.arange(10), rng(0)), straight.sample(torch.arange(10), rng(0)))
+
+
+def test_a_snapshot_of_another_fit_is_refused_and_a_family_that_cannot_resume_says_so(small, monkeypatch, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    fit_killed_after(monkeypatch, small, path, 3, steps=20)
+    other = generators.create("flow", (1, 8, 8), 10, **FAST["flow"])
+    with pytest.raises(ValueError, match="holds a fit of .* delete it to start this fit from scratch"):
+        other.fit(small, steps=40, seed=0, device="cpu", progress=False, threads=1, checkpoint=path)
+    gan = generators.create("cgan", (1, 8, 8), 10, **FAST["cgan"])
+    with pytest.raises(ValueError, match="checkpoint=.*the cgan family's fit cannot resume; allowed: None"):
+        gan.fit(small, steps=2, seed=0, device="cpu", progress=False, checkpoint=path)
+
+
+def test_fit_cached_resumes_a_killed_flow_from_the_cache_folder_and_then_deletes_the_snapshot(small, monkeypatch,
+                                                                                            isolated_results):
+    from synthstudy.generators import base
+    args = dict(train=small, data_key={"dataset": "digits", "n": 300, "subset_seed": 0}, steps=20, seed=0,
+                config=FAST["flow"], device="cpu", progress=False, threads=1)
+    original_fit = base.Generator.fit
+    monkeypatch.setattr(base.Generator, "fit", lambda self, *a, **k: original_fit(self, *a, **{
+        **k, "checkpoint_every": 1e-9}))
+    original_save, saves = base.FitCheckpoint.save, []
+
+    def save_then_die(self, **state):
+        original_save(self, **state)
+        saves.append(state["step"])
+        if len(saves) == 15:
+            raise Killed
+    monkeypatch.setattr(base.FitCheckpoint, "save", save_then_die)
+    with pytest.raises(Killed):
+        generators.fit_cached("flow", **args)
+    folders = list((isolated_results / "cache" / "generators").glob("*"))
+    assert [p.name for p in folders[0].iterdir() if not p.name.startswith(".")] == ["checkpoint.pt"]
+    monkeypatch.setattr(base.FitCheckpoint, "save", original_save)
+    gen = generators.fit_cached("flow", **args)
+    assert gen.history["resumed_at"] == "flow step 3"          # 12 autoencoder steps, then 3 of the flow
+    assert sorted(p.name for p in folders[0].iterdir() if not p.name.startswith(".")) == ["artifact.pt", "key.json"]
+    assert torch.equal(flat_state(gen), flat_state(fit("flow", small, steps=20)))

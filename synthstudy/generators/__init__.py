@@ -154,11 +154,12 @@ def fit_cached(name: str, train: ImageSet, data_key: dict, config: dict, steps: 
            "config": weights_config, "image_shape": list(image_shape), "num_classes": num_classes,
            "steps": steps, "seed": seed}
 
-    def build() -> Generator:
-        gen.fit(train, steps=steps, seed=seed, device=device, progress=progress, threads=threads)
+    def build(checkpoint=None) -> Generator:
+        gen.fit(train, steps=steps, seed=seed, device=device, progress=progress, threads=threads,
+                checkpoint=checkpoint)
         return gen
 
-    result = runs.cached("generators", key, build)
+    result = runs.cached("generators", key, build, checkpoint=cls.resumable)
     if not isinstance(result, cls):
         raise TypeError(f"the cache entry for {key} holds a {type(result).__name__}, not a {cls.__name__}")
     result.config.update({k: gen.config[k] for k in cls.sampling_options})   # this call's sampler settings

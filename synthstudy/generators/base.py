@@ -11,15 +11,22 @@ a CPU model, so every family behaves the same way; the families log their losses
     >>> z = gen.sample_latents(labels, rng); x = gen.decode(z + 0.1 * torch.randn_like(z), labels)   # a "view"
 
 `fit` starts from scratch every time: it reseeds and rebuilds the networks, so the result depends only on the
-data, the config, `steps` and `seed`.
+data, the config, `steps` and `seed`. A family with `resumable = True` (the flow: its paper fits take 1.5-3 h on
+2 cores) also takes a `checkpoint` path: it snapshots the fit there every `checkpoint_every` seconds (atomic
+writes), and a fit started again with the same path and inputs continues from the last snapshot; on a CPU the
+resumed fit ends bit-identical to one never stopped (tests/test_generators.py). `generators.fit_cached` keeps the
+snapshot beside the cache entry and deletes it once the fitted model is saved.
 """
 from __future__ import annotations
 
+import math
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from .. import runs
 from ..data import ImageSet
 from ..train import check_positive, setup
 
@@ -57,6 +64,38 @@ def check_number(name: str, value, low: float, high: float, low_open: bool = Fal
     return float(value)
 
 
+class FitCheckpoint:
+    """Snapshots of one fit in progress at `path` (None: none are taken), at most every `every_seconds`.
+
+    `state` is the snapshot found at start (None for a fresh fit). The family's loop calls `save(**its state)` when
+    `due()`; the base class adds the model's weights, both random generators' states, the fit's `identity` (a
+    snapshot of other inputs is refused, not silently continued) and the seconds spent so far."""
+
+    def __init__(self, path, every_seconds: float, identity: dict):
+        self.path = None if path is None else Path(path)
+        self.every_seconds, self.identity = every_seconds, identity
+        self.state = None
+        if self.path is not None and self.path.is_file():
+            state = torch.load(self.path, weights_only=False, map_location="cpu")
+            if state.get("identity") != identity:
+                raise ValueError(f"checkpoint {self.path} holds a fit of {state.get('identity')}, not of {identity}; "
+                                 f"delete it to start this fit from scratch")
+            self.state = state
+        self.started = time.perf_counter()      # `fit` sets it where training starts, less a snapshot's seconds
+        self._last = time.monotonic()
+        self.model: nn.Module | None = None
+        self.rng: torch.Generator | None = None
+
+    def due(self) -> bool:
+        return self.path is not None and time.monotonic() - self._last >= self.every_seconds
+
+    def save(self, **state) -> None:
+        runs.save_torch(self.path, {"identity": self.identity, "model": self.model.state_dict(),
+                                    "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
+                                    "seconds": time.perf_counter() - self.started, **state})
+        self._last = time.monotonic()
+
+
 def images_to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] or float [0, 1] images -> float32 in [0, 1] (on the images' device)."""
     return images.float().div(255) if images.dtype == torch.uint8 else images.float()
@@ -71,6 +110,7 @@ class Generator(nn.Module):
 
     family = "generator"
     default_batch_size = 64
+    resumable = False           # True where `_fit` snapshots through `self.checkpoint` (see FitCheckpoint)
     # config keys that change only how a fitted model samples (not its weights): the model cache leaves them out of
     # its key and sets them on the loaded model, so trying another sampler does not retrain
     sampling_options: tuple[str, ...] = ()
@@ -132,25 +172,47 @@ class Generator(nn.Module):
         return labels
 
     def fit(self, train: ImageSet, steps: int, seed: int, device: str = "auto", progress: bool = True,
-            batch_size: int | None = None, threads: int = 0) -> dict:
+            batch_size: int | None = None, threads: int = 0, checkpoint=None,
+            checkpoint_every: float = 300.0) -> dict:
         """Fit from scratch on `train` for a fixed budget of `steps` optimizer steps; returns the history.
 
         `batch_size=None` uses the family's configured batch size. On CPU, torch uses `threads` threads
         (0 = every core this process may use, as `train.fit` does). The fitted model is moved back to the CPU.
+        `checkpoint` (a resumable family only): snapshot the fit to this path every `checkpoint_every` seconds, and
+        continue from a snapshot found there (history["resumed_at"] then names where); the caller deletes it.
         """
         check_positive("steps", steps)
         batch_size = self.config.get("batch_size", self.default_batch_size) if batch_size is None else batch_size
         check_positive("batch_size", batch_size)
+        if checkpoint is not None and not self.resumable:
+            raise ValueError(f"checkpoint={str(checkpoint)!r}: the {self.family} family's fit cannot resume; "
+                             f"allowed: None")
+        check_number("checkpoint_every", checkpoint_every, 0, math.inf, low_open=True)
         self._check_train(train)
+        weights_config = {k: v for k, v in self.config.items() if k not in self.sampling_options}
+        identity = {"family": self.family, "config": weights_config, "steps": steps, "seed": seed,
+                    "batch_size": batch_size, "n_train": len(train)}
+        self.checkpoint = ck = FitCheckpoint(checkpoint, checkpoint_every, identity)      # reads a snapshot first
         # Seed, then rebuild: the initial weights come from `seed` too, not from whatever ran before `fit`.
         dev, rng = setup(seed, device, threads)
         self._build()
+        state = ck.state
+        if state is not None:                   # continue: the snapshot's weights and random streams
+            self.load_state_dict(state["model"])
+            rng.set_state(state["rng"])
+            torch.set_rng_state(state["torch_rng"])
+        ck.model, ck.rng = self, rng
         self.to(dev)
-        start = time.perf_counter()
-        history = self._fit(ImageSet(train.images.to(dev), train.labels.to(dev)), steps, batch_size, dev, rng,
-                            progress)
-        history.update(seconds=time.perf_counter() - start, steps=steps, batch_size=batch_size, seed=seed,
-                       device=str(dev), n_train=len(train))
+        ck.started = time.perf_counter() - (state["seconds"] if state is not None else 0.0)
+        try:
+            history = self._fit(ImageSet(train.images.to(dev), train.labels.to(dev)), steps, batch_size, dev, rng,
+                                progress)
+        finally:
+            del self.checkpoint
+        history.update(seconds=time.perf_counter() - ck.started, steps=steps,
+                       batch_size=batch_size, seed=seed, device=str(dev), n_train=len(train))
+        if state is not None:
+            history["resumed_at"] = f"{state['stage']} step {state['step']}"
         self.to("cpu")
         self.history = history
         return history

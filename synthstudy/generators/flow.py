@@ -192,17 +192,27 @@ class _Velocity(nn.Module):
 
 
 # ---------------------------------------------------------------- the generator
-def _optimise(params, n_steps: int, loss_fn, name: str, cfg: dict, device, bar) -> list:
+def _optimise(params, n_steps: int, loss_fn, name: str, cfg: dict, device, bar, resume: dict | None = None,
+              snapshot=None) -> list:
     """`n_steps` AdamW steps on `loss_fn()` at the configured lr, with a short linear warm-up then cosine decay to
     zero (stable from the first step at this lr); every stage of the fit (autoencoder, flow, reflow) trains so.
-    Returns the logged loss curve."""
+    Returns the logged loss curve. `resume`: a snapshot of this stage (optimizer, schedule, log, step) to continue
+    from; `snapshot(step, opt, sched, log)` is offered the state after each step (it saves when due)."""
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
     warm = max(1, n_steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / n_steps)))
     log = LossLog(cfg["log_every"], n_steps, device, f"lower lr={cfg['lr']}", terms=(name,),
                   what=f"flow {name} loss", bar=bar, postfix=(name,))
-    for step in range(n_steps):
+    first = 0
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        log.load_state_dict(resume["log"])
+        first = resume["step"]
+        if bar is not None:
+            bar.update(first)
+    for step in range(first, n_steps):
         loss = loss_fn()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -211,12 +221,15 @@ def _optimise(params, n_steps: int, loss_fn, name: str, cfg: dict, device, bar) 
         if bar is not None:
             bar.update(1)
         log.add(step, loss)
+        if snapshot is not None:
+            snapshot(step + 1, opt, sched, log)
     return log.points
 
 
 class FlowMatching(Generator):
     family = "flow"
     sampling_options = ("guidance", "sample_steps", "solver")
+    resumable = True            # paper's fits take 1.5-3 h on 2 cores: a killed one continues from its snapshot
 
     @classmethod
     def key_options(cls, config: dict) -> dict:
@@ -314,8 +327,36 @@ class FlowMatching(Generator):
         bar = tqdm(total=ae_steps + flow_steps + cfg["reflow_steps"], disable=not progress, desc="flow fit",
                    leave=False, mininterval=1.0)
 
+        # A resumed fit (`self.checkpoint.state`) skips the stages its snapshot had finished (their weights are in
+        # the snapshot, their curves in `finished`) and continues the one it was in. The autoencoder and flow
+        # stages snapshot as they go; reflow does not (it draws its teacher pairs from `rng` before its loop, so it
+        # restarts from the flow's end, whose snapshot is taken when the flow stage finishes).
+        checkpoint = self.checkpoint
+        state = checkpoint.state or {}
+        finished = dict(state.get("finished", {}))
+        if "source_queue" in state:
+            source._queue = state["source_queue"].to(source._queue.device)
+
+        def save(stage, step, opt=None, sched=None, log=None):
+            checkpoint.save(stage=stage, step=step, finished=finished, source_queue=source._queue.cpu(),
+                            optimizer=None if opt is None else opt.state_dict(),
+                            scheduler=None if sched is None else sched.state_dict(),
+                            log=None if log is None else log.state_dict())
+
         def loop(params, n_steps, loss_fn, name):
-            return _optimise(params, n_steps, loss_fn, name, cfg, device, bar)
+            if name in finished:
+                bar.update(n_steps)
+                return finished[name]
+            resume = state if state.get("stage") == name and state.get("step") else None
+
+            def snapshot(step, opt, sched, log):
+                if name != "reflow" and checkpoint.due():
+                    save(name, step, opt, sched, log)
+
+            finished[name] = _optimise(params, n_steps, loss_fn, name, cfg, device, bar, resume, snapshot)
+            if name == "flow" and cfg["reflow_steps"] and checkpoint.path is not None:
+                save("reflow", 0)                        # reflow restarts from here
+            return finished[name]
 
         self.train()
 
