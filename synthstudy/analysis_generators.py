@@ -183,19 +183,18 @@ def variant_comparisons(table: pd.DataFrame, margin: float, alpha: float = 0.05)
     and training seed, paired on the classifier seed, all in one Holm family (`metrics.paired_comparisons`, TOST at
     `margin`). Returns its rows (`generator` the variant, `reference` the defaults' variant name), with each arm's
     recall beside them; empty where no variant shares a scored budget with its defaults."""
-    cells = cas_cells(table)
-    if "config" not in table or cells.empty:
+    if "config" not in table:
         return metrics.with_verdicts(pd.DataFrame())
-    defaults = cells[cells["config"] == DEFAULT_CONFIG]
-    ambiguous = defaults.groupby(["family", "gen_steps", "gen_seed"])["generator"].nunique()
-    if (ambiguous > 1).any():
-        raise ValueError(f"several default-settings variants scored at the same budget: "
-                         f"{sorted(defaults['generator'].unique())}; allowed: one per family, budget and seed")
+    cells = cas_cells(table)
     found = []
     for keys, group in cells.groupby(["family", "gen_steps", "gen_seed"]):
         reference = group.loc[group["config"] == DEFAULT_CONFIG, "generator"].unique()
-        if len(reference) == 0 or group["generator"].nunique() < 2:
+        if len(reference) == 0 or (group["config"] != DEFAULT_CONFIG).sum() == 0:
             continue
+        if len(reference) > 1:
+            raise ValueError(f"several default-settings variants scored at {keys[1]:,} steps (training seed "
+                             f"{keys[2]}) beside a variant: {sorted(reference)}; allowed: one per family, budget "
+                             f"and seed")
         arms = group.assign(arm=group["generator"])
         comparisons = metrics.paired_comparisons(arms, "val_accuracy", "arm", reference[0], margin=margin,
                                                  alpha=alpha)
@@ -204,6 +203,7 @@ def variant_comparisons(table: pd.DataFrame, margin: float, alpha: float = 0.05)
     if not found:
         return metrics.with_verdicts(pd.DataFrame())
     out = metrics.with_verdicts(pd.concat(found, ignore_index=True), alpha=alpha).rename(columns={"arm": "generator"})
+    out["holm_family"] = int(out["p"].notna().sum())          # the tests Holm corrected over (one pair: no test)
     recall = table.set_index(["generator", "gen_steps", "gen_seed"])["recall"]
     out["recall"] = [recall.get((g, s, t), math.nan) for g, s, t in zip(out["generator"], out["gen_steps"],
                                                                         out["gen_seed"])]
@@ -216,10 +216,13 @@ def variant_findings(comparisons: pd.DataFrame) -> list[str]:
     """One sentence per `variant_comparisons` row: the paired CAS difference, its verdict, and both arms' recall."""
     lines = []
     for row in comparisons.to_dict("records"):
-        seeds = f"{row['pairs']} classifier seed{'s' if row['pairs'] != 1 else ''} paired"
+        if math.isnan(row["p"]):
+            test = f"{row['pairs']} classifier seed paired: not tested"
+        else:
+            test = (f"{row['pairs']} classifier seeds paired, Holm over {row['holm_family']}, equivalence margin "
+                    f"±{100 * row['margin']:.1f} pts")
         lines.append(f"{row['generator']} against {row['reference']} at {row['gen_steps']:,} steps (training seed "
-                     f"{row['gen_seed']}): validation CAS {metrics.format_difference(row)}, {seeds}, Holm over "
-                     f"{len(comparisons)}, equivalence margin ±{100 * row['margin']:.1f} pts; recall "
+                     f"{row['gen_seed']}): validation CAS {metrics.format_difference(row)}, {test}; recall "
                      f"{row['recall']:.2f} against {row['reference_recall']:.2f}. One fit per arm: the fits' own "
                      f"spread is not counted.")
     return lines

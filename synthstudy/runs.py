@@ -502,12 +502,12 @@ def _read_record(path: Path, key: dict) -> dict | None:
 
 # ---------------------------------------------------------------- artifact cache
 def cached(kind: str, key: dict, build: Callable[..., Any], root: Path | None = None,
-           checkpoint: bool = False) -> Any:
+           resumable: bool = False) -> Any:
     """Return the artifact made by `build()` for `key`, building and saving it (torch.save) only on a miss.
 
     The cache folder is `results/cache/<kind>/<hash of key>/`, holding `artifact.pt` and `key.json`. An artifact
     saved on a GPU loads there again where CUDA exists, and on the CPU where it does not (a cache made on a lent
-    GPU and resumed on a laptop: torch.load alone refuses CUDA tensors on a CPU-only machine). With `checkpoint`,
+    GPU and resumed on a laptop: torch.load alone refuses CUDA tensors on a CPU-only machine). With `resumable`,
     `build(path)` gets `checkpoint.pt` in that folder for snapshots of a long build, deleted once the artifact is
     saved (copy the folder to another machine to continue a build there).
     """
@@ -519,13 +519,14 @@ def cached(kind: str, key: dict, build: Callable[..., Any], root: Path | None = 
         return torch.load(path, weights_only=False, map_location=None if torch.cuda.is_available() else "cpu")
 
     if path.is_file():
+        (folder / "checkpoint.pt").unlink(missing_ok=True)     # left by a build killed just after its save
         return load()
     # one builder per artifact: parallel workers that miss together wait for the first one's artifact instead of
     # each training it for minutes (and, on a GPU, ending with copies that differ in their last bits)
     with _exclusive(folder / ".build.lock"):
         if path.is_file():
             return load()
-        artifact = build(folder / "checkpoint.pt") if checkpoint else build()
+        artifact = build(folder / "checkpoint.pt") if resumable else build()
         save_torch(path, artifact)
         write_json(folder / "key.json", key)           # after the artifact: estimate.cache_index counts key.json
         (folder / "checkpoint.pt").unlink(missing_ok=True)

@@ -178,40 +178,56 @@ DEFAULTS = [0.660, 0.672, 0.655, 0.668, 0.661]             # classifier seeds 0-
 
 
 def test_a_variant_is_paired_with_the_defaults_on_classifier_seeds_and_a_planted_gain_is_found():
+    from synthstudy import metrics
     table = pd.DataFrame([
         scored("cgan", "{}", DEFAULTS, recall=0.03),
         scored("cgan-ms", '{"mode_seeking": 1}', [v + 0.025 + e for v, e in zip(DEFAULTS, [0, .002, -.002, .001, 0])],
                recall=0.31),
         scored("cgan-same", '{"width": 24}', [v + e for v, e in zip(DEFAULTS, [.004, -.003, .002, -.004, .001])]),
-        scored("cgan", "{}", [0.7], seeds=[0], steps=1000),      # a budget without a variant: nothing to compare
+        scored("cgan", "{}", [0.70, 0.69, 0.71], seeds=[0, 1, 2], steps=1000),        # another budget, another pair
+        scored("cgan-ms", '{"mode_seeking": 1}', [0.71, 0.69, 0.73], seeds=[0, 1, 2], steps=1000),
+        scored("cgan", "{}", [0.7], seeds=[0], steps=500),        # a budget without a variant: nothing to compare
     ])
-    comparisons = ag.variant_comparisons(table, margin=0.01).set_index("generator")
-    assert set(comparisons.index) == {"cgan-ms", "cgan-same"} and (comparisons["reference"] == "cgan").all()
-    gain = comparisons.loc["cgan-ms"]
+    comparisons = ag.variant_comparisons(table, margin=0.01)
+    assert len(comparisons) == 3 and (comparisons["reference"] == "cgan").all()
+    # one Holm family over every budget's comparisons, not one per budget
+    assert comparisons["p_holm"].tolist() == pytest.approx(metrics.holm(comparisons["p"]).tolist())
+    assert (comparisons["holm_family"] == 3).all()
+    at_3000 = comparisons[comparisons["gen_steps"] == 3000].set_index("generator")
+    gain = at_3000.loc["cgan-ms"]
     assert gain["verdict"] == "higher" and gain["pairs"] == 5 and gain["difference"] == pytest.approx(0.0252)
     assert (gain["recall"], gain["reference_recall"]) == (0.31, 0.03)
-    assert comparisons.loc["cgan-same", "verdict"] == "equivalent"
-    assert comparisons["p_holm"].ge(comparisons["p"]).all()              # one Holm family over both
-    line = ag.variant_findings(comparisons.reset_index().iloc[:1])[0]
+    assert at_3000.loc["cgan-same", "verdict"] == "equivalent"
+    line = ag.variant_findings(comparisons[comparisons["gen_steps"] == 3000].iloc[:1])[0]
     assert line.startswith("cgan-ms against cgan at 3,000 steps (training seed 0): validation CAS +2.52 [")
-    assert "higher" in line and "5 classifier seeds paired" in line and "recall 0.31 against 0.03" in line
+    assert "higher" in line and "5 classifier seeds paired, Holm over 3," in line
+    assert "recall 0.31 against 0.03" in line
 
 
-def test_only_shared_classifier_seeds_are_paired_and_one_pair_is_inconclusive():
+def test_only_shared_classifier_seeds_are_paired_and_one_pair_is_not_tested():
     table = pd.DataFrame([scored("cgan", "{}", DEFAULTS),
                           scored("cgan-ms", '{"mode_seeking": 1}', [0.70, 0.71], seeds=(3, 9))])
-    row = ag.variant_comparisons(table, margin=0.01).iloc[0]
+    comparisons = ag.variant_comparisons(table, margin=0.01)
+    row = comparisons.iloc[0]
     assert row["pairs"] == 1 and row["difference"] == pytest.approx(0.70 - 0.668)
-    assert row["verdict"] == "inconclusive" and "1 classifier seed paired" in ag.variant_findings(
-        ag.variant_comparisons(table, margin=0.01))[0]
+    assert row["verdict"] == "inconclusive" and row["holm_family"] == 0
+    assert "1 classifier seed paired: not tested" in ag.variant_findings(comparisons)[0]
 
 
-def test_variant_comparisons_refuse_two_default_variants_and_miscounted_seeds():
+def test_variant_comparisons_refuse_two_default_variants_beside_a_variant_and_miscounted_seeds():
     two = pd.DataFrame([scored("cgan", "{}", DEFAULTS), scored("cgan-cpu", "{}", DEFAULTS),
                         scored("cgan-ms", '{"mode_seeking": 1}', DEFAULTS)])
-    with pytest.raises(ValueError, match="several default-settings variants.*'cgan', 'cgan-cpu'"):
+    with pytest.raises(ValueError, match="several default-settings variants scored at 3,000.*'cgan', 'cgan-cpu'"):
         ag.variant_comparisons(two, margin=0.01)
-    bad = pd.DataFrame([scored("cgan", "{}", DEFAULTS) | {"cas_seeds": "0 1"}])
+    # two default variants at a budget no variant was scored at: nothing is compared there, nothing refused
+    elsewhere = pd.concat([two.iloc[:2], pd.DataFrame([scored("cgan-ms", '{"mode_seeking": 1}', DEFAULTS,
+                                                              steps=1000), scored("cgan", "{}", DEFAULTS,
+                                                                                  steps=1000)])])
+    assert ag.variant_comparisons(elsewhere, margin=0.01)["gen_steps"].tolist() == [1000]
+    bad = pd.DataFrame([scored("cgan", "{}", DEFAULTS) | {"cas_seeds": "0 1"},
+                        scored("cgan-ms", '{"mode_seeking": 1}', DEFAULTS)])
     with pytest.raises(ValueError, match="2 cas_seeds for 5 cas_val"):
         ag.variant_comparisons(bad, margin=0.01)
     assert ag.variant_comparisons(pd.DataFrame([scored("cgan", "{}", DEFAULTS)]), margin=0.01).empty
+    assert ag.variant_comparisons(pd.DataFrame([scored("cgan", "{}", DEFAULTS)]).drop(columns="config"),
+                                  margin=0.01).empty

@@ -457,7 +457,7 @@ def test_reflow_options_at_their_neutral_values_leave_every_key_as_it_was(small,
     from synthstudy import runs
     assert not any(k.startswith("reflow_") for k in generators.identity("flow")["defaults"])
     keys, configs = [], []
-    monkeypatch.setattr(runs, "cached", lambda kind, key, build, checkpoint=False: keys.append(runs.stable_hash(key))
+    monkeypatch.setattr(runs, "cached", lambda kind, key, build, resumable=False: keys.append(runs.stable_hash(key))
                         or configs.append(key["config"]) or build())
     args = dict(train=small, data_key={"dataset": "digits", "n": 300, "subset_seed": 0}, steps=STEPS, seed=0,
                 device="cpu", progress=False, threads=1)
@@ -585,9 +585,10 @@ def fit_killed_after(monkeypatch, train, path, snapshots: int, steps: int, **con
 
 
 @pytest.mark.parametrize("snapshots,config", [
-    (5, {}),                                     # killed in the autoencoder stage (ae_fraction 0.6 of 20 steps)
-    (15, {}),                                    # in the flow stage, the autoencoder's curve restored
-    (20, {"reflow_steps": 4, "reflow_pairs": 64, "guidance": 1.0}),   # at the flow's end: reflow restarts
+    (5, {"log_every": 3}),                       # killed in the autoencoder stage (ae_fraction 0.6 of 20 steps),
+                                                 # its curve partly logged (points at steps 3, 6, ... restored)
+    (15, {"log_every": 3}),                      # in the flow stage, the autoencoder's curve restored
+    (21, {"reflow_steps": 4, "reflow_pairs": 64, "guidance": 1.0}),   # at the reflow snapshot: reflow restarts
 ])
 def test_a_killed_flow_fit_resumes_from_its_snapshot_and_ends_bit_identical(small, monkeypatch, tmp_path, snapshots,
                                                                           config):
@@ -598,7 +599,8 @@ def test_a_killed_flow_fit_resumes_from_its_snapshot_and_ends_bit_identical(smal
     resumed = generators.create("flow", (1, 8, 8), 10, **{**FAST["flow"], **config})
     resumed.fit(small, steps=20, seed=0, device="cpu", progress=False, threads=1, checkpoint=path,
                 checkpoint_every=1e-9)
-    assert resumed.history["resumed_at"] == f"{stage} step {step}"
+    assert resumed.history["resumed_at"] == f"{stage} step {step}, snapshot taken on cpu with 1 CPU thread"
+    assert (stage, step) == {5: ("ae", 5), 15: ("flow", 3), 21: ("reflow", 0)}[snapshots]
     assert torch.equal(flat_state(resumed), flat_state(straight))
     for curve in ("ae_losses", "losses", "reflow_losses"):
         assert resumed.history.get(curve) == straight.history.get(curve)
@@ -611,6 +613,14 @@ def test_a_snapshot_of_another_fit_is_refused_and_a_family_that_cannot_resume_sa
     other = generators.create("flow", (1, 8, 8), 10, **FAST["flow"])
     with pytest.raises(ValueError, match="holds a fit of .* delete it to start this fit from scratch"):
         other.fit(small, steps=40, seed=0, device="cpu", progress=False, threads=1, checkpoint=path)
+    other_data = small.take(np.arange(len(small))[::-1].copy())               # the same images in another order
+    with pytest.raises(ValueError, match="holds a fit of"):
+        other.fit(other_data, steps=20, seed=0, device="cpu", progress=False, threads=1, checkpoint=path)
+    from synthstudy.generators import flow
+    monkeypatch.setattr(flow.FlowMatching, "_fit", lambda *args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        other.fit(small, steps=20, seed=0, device="cpu", progress=False, threads=1, checkpoint=path)
+    assert not hasattr(other, "checkpoint")                  # a failed fit leaves no snapshot to pickle with the model
     gan = generators.create("cgan", (1, 8, 8), 10, **FAST["cgan"])
     with pytest.raises(ValueError, match="checkpoint=.*the cgan family's fit cannot resume; allowed: None"):
         gan.fit(small, steps=2, seed=0, device="cpu", progress=False, checkpoint=path)
@@ -638,6 +648,6 @@ def test_fit_cached_resumes_a_killed_flow_from_the_cache_folder_and_then_deletes
     assert [p.name for p in folders[0].iterdir() if not p.name.startswith(".")] == ["checkpoint.pt"]
     monkeypatch.setattr(base.FitCheckpoint, "save", original_save)
     gen = generators.fit_cached("flow", **args)
-    assert gen.history["resumed_at"] == "flow step 3"          # 12 autoencoder steps, then 3 of the flow
+    assert gen.history["resumed_at"].startswith("flow step 3,")     # 12 autoencoder steps, then 3 of the flow
     assert sorted(p.name for p in folders[0].iterdir() if not p.name.startswith(".")) == ["artifact.pt", "key.json"]
     assert torch.equal(flat_state(gen), flat_state(fit("flow", small, steps=20)))

@@ -159,7 +159,7 @@ def fit_cached(name: str, train: ImageSet, data_key: dict, config: dict, steps: 
                 checkpoint=checkpoint)
         return gen
 
-    result = runs.cached("generators", key, build, checkpoint=cls.resumable)
+    result = runs.cached("generators", key, build, resumable=cls.resumable)
     if not isinstance(result, cls):
         raise TypeError(f"the cache entry for {key} holds a {type(result).__name__}, not a {cls.__name__}")
     result.config.update({k: gen.config[k] for k in cls.sampling_options})   # this call's sampler settings

@@ -13,9 +13,9 @@ a CPU model, so every family behaves the same way; the families log their losses
 `fit` starts from scratch every time: it reseeds and rebuilds the networks, so the result depends only on the
 data, the config, `steps` and `seed`. A family with `resumable = True` (the flow: its paper fits take 1.5-3 h on
 2 cores) also takes a `checkpoint` path: it snapshots the fit there every `checkpoint_every` seconds (atomic
-writes), and a fit started again with the same path and inputs continues from the last snapshot; on a CPU the
-resumed fit ends bit-identical to one never stopped (tests/test_generators.py). `generators.fit_cached` keeps the
-snapshot beside the cache entry and deletes it once the fitted model is saved.
+writes), and a fit started again with the same path and inputs continues from the last snapshot; on a CPU with
+the same thread count the resumed fit ends bit-identical to one never stopped (tests/test_generators.py).
+`generators.fit_cached` keeps the snapshot beside the cache entry and deletes it once the fitted model is saved.
 """
 from __future__ import annotations
 
@@ -68,8 +68,11 @@ class FitCheckpoint:
     """Snapshots of one fit in progress at `path` (None: none are taken), at most every `every_seconds`.
 
     `state` is the snapshot found at start (None for a fresh fit). The family's loop calls `save(**its state)` when
-    `due()`; the base class adds the model's weights, both random generators' states, the fit's `identity` (a
-    snapshot of other inputs is refused, not silently continued) and the seconds spent so far."""
+    `due()`; the base class adds the model's weights, the states of the loop's `rng` and torch's global CPU RNG
+    (not CUDA's: no resumable family draws from it), the fit's `identity` (family, weights config, budget, seed,
+    data hash: a snapshot of another fit is refused, not silently continued), the seconds spent so far, and the
+    device and CPU thread count it ran on. A resumed fit is bit-identical to an uninterrupted one on the same
+    device and thread count (on a CPU; 1 and 2 threads already give different fits), close to it otherwise."""
 
     def __init__(self, path, every_seconds: float, identity: dict):
         self.path = None if path is None else Path(path)
@@ -85,6 +88,7 @@ class FitCheckpoint:
         self._last = time.monotonic()
         self.model: nn.Module | None = None
         self.rng: torch.Generator | None = None
+        self.device = "cpu"
 
     def due(self) -> bool:
         return self.path is not None and time.monotonic() - self._last >= self.every_seconds
@@ -92,7 +96,8 @@ class FitCheckpoint:
     def save(self, **state) -> None:
         runs.save_torch(self.path, {"identity": self.identity, "model": self.model.state_dict(),
                                     "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
-                                    "seconds": time.perf_counter() - self.started, **state})
+                                    "seconds": time.perf_counter() - self.started, "device": self.device,
+                                    "threads": torch.get_num_threads(), **state})
         self._last = time.monotonic()
 
 
@@ -189,30 +194,37 @@ class Generator(nn.Module):
                              f"allowed: None")
         check_number("checkpoint_every", checkpoint_every, 0, math.inf, low_open=True)
         self._check_train(train)
-        weights_config = {k: v for k, v in self.config.items() if k not in self.sampling_options}
-        identity = {"family": self.family, "config": weights_config, "steps": steps, "seed": seed,
-                    "batch_size": batch_size, "n_train": len(train)}
+        identity = None
+        if checkpoint is not None:
+            # the package's cache hash, imported here: the package imports this module
+            from . import data_fingerprint
+            identity = {"family": self.family, "steps": steps, "seed": seed, "batch_size": batch_size,
+                        "config": {k: v for k, v in self.config.items() if k not in self.sampling_options},
+                        "image_shape": list(self.image_shape), "num_classes": self.num_classes,
+                        "data_sha": data_fingerprint(train)}
         self.checkpoint = ck = FitCheckpoint(checkpoint, checkpoint_every, identity)      # reads a snapshot first
-        # Seed, then rebuild: the initial weights come from `seed` too, not from whatever ran before `fit`.
-        dev, rng = setup(seed, device, threads)
-        self._build()
-        state = ck.state
-        if state is not None:                   # continue: the snapshot's weights and random streams
-            self.load_state_dict(state["model"])
-            rng.set_state(state["rng"])
-            torch.set_rng_state(state["torch_rng"])
-        ck.model, ck.rng = self, rng
-        self.to(dev)
-        ck.started = time.perf_counter() - (state["seconds"] if state is not None else 0.0)
         try:
+            # Seed, then rebuild: the initial weights come from `seed` too, not from whatever ran before `fit`.
+            dev, rng = setup(seed, device, threads)
+            self._build()
+            state = ck.state
+            if state is not None:                   # continue: the snapshot's weights and random streams
+                self.load_state_dict(state["model"])
+                rng.set_state(state["rng"])
+                torch.set_rng_state(state["torch_rng"])
+            ck.model, ck.rng, ck.device = self, rng, str(dev)
+            self.to(dev)
+            ck.started = time.perf_counter() - (state["seconds"] if state is not None else 0.0)
             history = self._fit(ImageSet(train.images.to(dev), train.labels.to(dev)), steps, batch_size, dev, rng,
                                 progress)
         finally:
-            del self.checkpoint
+            del self.checkpoint                     # never pickled with the model
         history.update(seconds=time.perf_counter() - ck.started, steps=steps,
                        batch_size=batch_size, seed=seed, device=str(dev), n_train=len(train))
-        if state is not None:
-            history["resumed_at"] = f"{state['stage']} step {state['step']}"
+        if state is not None:                       # where the fit continued from, and on what it had run
+            threads_text = f"{state['threads']} CPU thread{'s' if state['threads'] != 1 else ''}"
+            history["resumed_at"] = (f"{state['stage']} step {state['step']}, snapshot taken on {state['device']} "
+                                     f"with {threads_text}")
         self.to("cpu")
         self.history = history
         return history

@@ -334,7 +334,7 @@ class PretrainedGenerator(Generator):
         return super().train(False)
 
     def fit(self, train, steps: int, seed: int, device: str = "auto", progress: bool = True,
-            batch_size: int | None = None, threads: int = 0) -> dict:
+            batch_size: int | None = None, threads: int = 0, checkpoint=None, checkpoint_every: float = 300.0) -> dict:
         """Nothing to fit: a pretrained generator is used as downloaded. Returns its (loading) history."""
         return self.history
 
