@@ -148,6 +148,10 @@ def plot(table, out_dir) -> None:
             for name, style in (("quick", ":"), ("paper", "--")):
                 if family in stops[name] and rows[value].notna().any():     # only where the family has a curve
                     ax.axvline(stops[name][family], color=color, ls=style, lw=0.8)
+    recall_axis = axes[[value for value, _ in panels].index("recall")]
+    recall_axis.axhline(analysis_generators.RECALL_TARGET, color="grey", ls="-.", lw=0.8,
+                        label=f"issue 17's target ({analysis_generators.RECALL_TARGET})")
+    recall_axis.legend(fontsize=8)
     for ax, (_, label) in zip(axes, panels):
         ax.set_xscale("log")
         ax.set_xlabel("training steps (each budget its own fit)")

@@ -48,6 +48,7 @@ from .analysis_scaling import main_cells
 FID_TOLERANCE = 0.10
 FID_MIN_LATER = 2             # one later budget alone cannot show a flat stretch
 CAS_TARGET = 0.95             # issue 17: the best family's CAS at least 0.95 of the real arm's
+RECALL_TARGET = 0.3           # issue 17: a cGAN without within-class collapse reaches this recall at N=all
 BEST_MIN_SEEDS = 3            # a sampler chosen as best must have a seed spread to judge it by
 
 
