@@ -118,3 +118,27 @@ def test_generator_curves_refuses_bad_arguments_before_any_compute(isolated_resu
     assert done.returncode != 0
     assert message in done.stderr, done.stderr[-1000:]
     assert not (isolated_results / "smoke" / "generator_curves").exists()
+
+
+def test_prdc_controls_put_real_images_at_the_ceiling_and_score_each_latent_scale(isolated_results):
+    done = script("prdc_controls.py", "--profile", "smoke", "--family", "cgan", "--steps", "4", "--label", "c",
+                  "--scales", "1", "2", results=isolated_results)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = pd.read_csv(isolated_results / "smoke" / "generator_curves" / "prdc_controls-c.csv")
+    assert rows["sample"].tolist() == ["real pool", "c 4 steps", "c 4 steps"]
+    assert rows["latent_scale"].tolist()[1:] == [1.0, 2.0]
+    real, fitted = rows.iloc[0], rows.iloc[1]
+    # held-out real images against real ones: the ceiling a 4-step GAN is far below
+    assert real["coverage"] > 0.8 and real["coverage"] > fitted["coverage"] + 0.3
+    assert rows.iloc[1]["fid"] != rows.iloc[2]["fid"]                   # the scale changed the samples
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scales", "0"], "--scales [0.0]: allowed values are numbers > 0"),
+    (["--config", "widht=3"], "--config: generator='cgan' has no config key"),
+    (["--family", "biggan"], "invalid choice: 'biggan'"),
+])
+def test_prdc_controls_refuse_bad_arguments_before_any_compute(isolated_results, args, message):
+    done = script("prdc_controls.py", "--profile", "smoke", "--steps", "4", *args, results=isolated_results)
+    assert done.returncode != 0 and message in done.stderr, done.stderr[-1000:]
+    assert not (isolated_results / "smoke").exists()
