@@ -183,7 +183,8 @@ def variant_comparisons(table: pd.DataFrame, margin: float, alpha: float = 0.05)
     """Every variant with validation CAS against its family's default settings (`config` "{}") at the same budget
     and training seed, paired on the classifier seed, all in one Holm family (`metrics.paired_comparisons`, TOST at
     `margin`). Returns its rows (`generator` the variant, `reference` the defaults' variant name), with each arm's
-    recall beside them; empty where no variant shares a scored budget with its defaults."""
+    recall and coverage beside them (recall alone rewards a scattered sample: scripts/prdc_controls.py); empty where
+    no variant shares a scored budget with its defaults."""
     if "config" not in table:
         return metrics.with_verdicts(pd.DataFrame())
     cells = cas_cells(table)
@@ -205,11 +206,11 @@ def variant_comparisons(table: pd.DataFrame, margin: float, alpha: float = 0.05)
         return metrics.with_verdicts(pd.DataFrame())
     out = metrics.with_verdicts(pd.concat(found, ignore_index=True), alpha=alpha).rename(columns={"arm": "generator"})
     out["holm_family"] = int(out["p"].notna().sum())          # the tests Holm corrected over (one pair: no test)
-    recall = table.set_index(["generator", "gen_steps", "gen_seed"])["recall"]
-    out["recall"] = [recall.get((g, s, t), math.nan) for g, s, t in zip(out["generator"], out["gen_steps"],
-                                                                        out["gen_seed"])]
-    out["reference_recall"] = [recall.get((g, s, t), math.nan) for g, s, t in zip(out["reference"],
-                                                                                  out["gen_steps"], out["gen_seed"])]
+    indexed = table.set_index(["generator", "gen_steps", "gen_seed"])
+    for metric in ("recall", "coverage"):
+        values = indexed[metric] if metric in indexed else pd.Series(dtype=float)
+        for column, arm in ((metric, "generator"), (f"reference_{metric}", "reference")):
+            out[column] = [values.get(key, math.nan) for key in zip(out[arm], out["gen_steps"], out["gen_seed"])]
     return out
 
 
@@ -224,8 +225,9 @@ def variant_findings(comparisons: pd.DataFrame) -> list[str]:
                     f"±{100 * row['margin']:.1f} pts")
         lines.append(f"{row['generator']} against {row['reference']} at {row['gen_steps']:,} steps (training seed "
                      f"{row['gen_seed']}): validation CAS {metrics.format_difference(row)}, {test}; recall "
-                     f"{row['recall']:.2f} against {row['reference_recall']:.2f}. One fit per arm: the fits' own "
-                     f"spread is not counted.")
+                     f"{row['recall']:.2f} against {row['reference_recall']:.2f}, coverage {row['coverage']:.2f} "
+                     f"against {row['reference_coverage']:.2f}. One fit per arm: the fits' own spread is not "
+                     f"counted.")
     return lines
 
 

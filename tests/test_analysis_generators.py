@@ -170,7 +170,8 @@ def test_a_stop_beyond_the_curve_is_named_and_not_read():
 
 def scored(variant: str, config: str, val, seeds=(0, 1, 2, 3, 4), steps: int = 3000, recall: float = 0.1):
     return {"generator": variant, "family": "cgan", "config": config, "gen_steps": steps, "gen_seed": 0, "fid": 5.0,
-            "recall": recall, "cas_seeds": " ".join(map(str, seeds)), "cas_val": " ".join(f"{v:.4f}" for v in val),
+            "recall": recall, "coverage": recall / 2, "cas_seeds": " ".join(map(str, seeds)),
+            "cas_val": " ".join(f"{v:.4f}" for v in val),
             "cas_test": " ".join(f"{v - 0.05:.4f}" for v in val)}
 
 
@@ -201,7 +202,7 @@ def test_a_variant_is_paired_with_the_defaults_on_classifier_seeds_and_a_planted
     line = ag.variant_findings(comparisons[comparisons["gen_steps"] == 3000].iloc[:1])[0]
     assert line.startswith("cgan-ms against cgan at 3,000 steps (training seed 0): validation CAS +2.52 [")
     assert "higher" in line and "5 classifier seeds paired, Holm over 3," in line
-    assert "recall 0.31 against 0.03" in line
+    assert "recall 0.31 against 0.03, coverage 0.15 against 0.01" in line
 
 
 def test_only_shared_classifier_seeds_are_paired_and_one_pair_is_not_tested():
