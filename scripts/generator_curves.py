@@ -57,18 +57,9 @@ def main() -> None:
     for name, seeds in (("--cas-seeds", a.cas_seeds), ("--gen-seeds", a.gen_seeds or [])):
         if len(set(seeds)) != len(seeds):
             raise SystemExit(f"{name} {seeds}: allowed: distinct seeds")
-    for family in a.families:
-        try:
-            generators.create(family, (1, 28, 28), 10, **settings)       # refuse bad settings before any compute
-        except ValueError as err:
-            raise SystemExit(f"--config: {err}") from None
+    check_settings(a.families, settings)
     import pandas as pd
-    P = config.load_profile(a.profile)
-    ctx = cells.context(P["dataset"], P["val_size"])
-    samples = min(P["quality_samples"], len(ctx.val))
-    reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), samples, seed=0))
-    extractor = quality.domain_extractor(ctx.pool, P["dataset"], steps=P["extractor_steps"], seed=0,
-                                         device=a.device, progress=False)
+    P, ctx, samples, reference, extractor = scoring_setup(a.profile, a.device)
     out_dir = runs.results_root() / a.profile / CURVES_DIR
     for family in a.families:
         label = a.label or family
@@ -104,6 +95,28 @@ def main() -> None:
     table = pd.concat([pd.read_csv(f) for f in sorted(out_dir.glob("curves-*.csv"))], ignore_index=True)
     runs.write_text(out_dir / "curves.csv", table.to_csv(index=False))
     plot(table, out_dir)
+
+
+def check_settings(families, settings: dict) -> None:
+    """Refuse `--config` settings a family does not take, before any compute."""
+    for family in families:
+        try:
+            generators.create(family, (1, 28, 28), 10, **settings)
+        except ValueError as err:
+            raise SystemExit(f"--config: {err}") from None
+
+
+def scoring_setup(profile: str, device: str):
+    """What every generator score here is read against: the profile, its data context, the number of samples
+    (`quality_samples`, at most the validation size), that many stratified validation images, and the profile's
+    domain feature extractor (cached)."""
+    P = config.load_profile(profile)
+    ctx = cells.context(P["dataset"], P["val_size"])
+    samples = min(P["quality_samples"], len(ctx.val))
+    reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), samples, seed=0))
+    extractor = quality.domain_extractor(ctx.pool, P["dataset"], steps=P["extractor_steps"], seed=0,
+                                         device=device, progress=False)
+    return P, ctx, samples, reference, extractor
 
 
 def parse_config(items: list[str]) -> dict:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from generator_curves import parse_config
+from generator_curves import check_settings, parse_config, scoring_setup
 
-from synthstudy import cells, config, data, generators, quality, runs
+from synthstudy import config, data, generators, quality, runs
 from synthstudy.sources import balanced_labels
 
 METRICS = ("fid", "precision", "recall", "density", "coverage")
@@ -39,17 +39,9 @@ def main() -> None:
     if any(not s > 0 for s in a.scales):
         raise SystemExit(f"--scales {a.scales}: allowed values are numbers > 0")
     settings = parse_config(a.config)
-    try:
-        generators.create(a.family, (1, 28, 28), 10, **settings)       # refuse bad settings before any compute
-    except ValueError as err:
-        raise SystemExit(f"--config: {err}") from None
+    check_settings([a.family], settings)
     import pandas as pd
-    P = config.load_profile(a.profile)
-    ctx = cells.context(P["dataset"], P["val_size"])
-    samples = min(P["quality_samples"], len(ctx.val))
-    reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), samples, seed=0))
-    extractor = quality.domain_extractor(ctx.pool, P["dataset"], steps=P["extractor_steps"], seed=0,
-                                         device=a.device, progress=False)
+    P, ctx, samples, reference, extractor = scoring_setup(a.profile, a.device)
     real = ctx.pool.take(data.stratified_indices(ctx.pool.labels.numpy(), samples, seed=0))
     rows = [{"sample": "real pool", "latent_scale": float("nan"),
              **quality.sample_quality(extractor, reference, real, per_class=False)}]

@@ -157,6 +157,7 @@ def family_shares(cas_table: pd.DataFrame, split: str = "test", target: float = 
 
 
 DEFAULT_CONFIG = "{}"            # the `config` column of a family's rows at its default settings
+DEFAULTS_ARM = "(defaults)"      # their arm's name inside `variant_comparisons` (not a name a --label can clash with)
 
 
 def cas_cells(table: pd.DataFrame) -> pd.DataFrame:
@@ -188,23 +189,24 @@ def variant_comparisons(table: pd.DataFrame, margin: float, alpha: float = 0.05)
     if "config" not in table:
         return metrics.with_verdicts(pd.DataFrame())
     cells = cas_cells(table)
-    found = []
-    for keys, group in cells.groupby(["family", "gen_steps", "gen_seed"]):
-        reference = group.loc[group["config"] == DEFAULT_CONFIG, "generator"].unique()
-        if len(reference) == 0 or (group["config"] != DEFAULT_CONFIG).sum() == 0:
-            continue
-        if len(reference) > 1:
-            raise ValueError(f"several default-settings variants scored at {keys[1]:,} steps (training seed "
-                             f"{keys[2]}) beside a variant: {sorted(reference)}; allowed: one per family, budget "
-                             f"and seed")
-        arms = group.assign(arm=group["generator"])
-        comparisons = metrics.paired_comparisons(arms, "val_accuracy", "arm", reference[0], margin=margin,
-                                                 alpha=alpha)
-        found.append(comparisons.drop(columns=["p_holm", "p_equivalence_holm", "verdict"])
-                     .assign(family=keys[0], gen_steps=keys[1], gen_seed=keys[2]))
-    if not found:
-        return metrics.with_verdicts(pd.DataFrame())
-    out = metrics.with_verdicts(pd.concat(found, ignore_index=True), alpha=alpha).rename(columns={"arm": "generator"})
+    within = ["family", "gen_steps", "gen_seed"]
+    is_default = cells["config"] == DEFAULT_CONFIG
+    compared = cells[~is_default].groupby(within).size().index          # groups that hold a variant
+    references = cells[is_default].groupby(within)["generator"].unique()
+    references = references[references.index.isin(compared)]
+    for (_, steps, seed), names in references.items():
+        if len(names) > 1:
+            raise ValueError(f"several default-settings variants scored at {steps:,} steps (training seed {seed}) "
+                             f"beside a variant: {sorted(names)}; allowed: one per family, budget and seed")
+    # the defaults under one arm name, so the study's helper pairs every group's variants against them at once
+    arms = cells.assign(arm=cells["generator"].where(~is_default, DEFAULTS_ARM))
+    arms = arms[arms.set_index(within).index.isin(compared)]
+    out = metrics.paired_comparisons(arms, "val_accuracy", "arm", DEFAULTS_ARM, within=within, margin=margin,
+                                     alpha=alpha)
+    if out.empty:
+        return out
+    out = out.rename(columns={"arm": "generator"})
+    out["reference"] = [references[key][0] for key in zip(out["family"], out["gen_steps"], out["gen_seed"])]
     out["holm_family"] = int(out["p"].notna().sum())          # the tests Holm corrected over (one pair: no test)
     indexed = table.set_index(["generator", "gen_steps", "gen_seed"])
     for metric in ("recall", "coverage"):
