@@ -84,6 +84,8 @@ from synthstudy import analysis_scaling, cells, config, generators, metrics, plo
 from synthstudy.analysis_generators import (
     best_sampler_reading,
     cas_reference,
+    collapse_finding,
+    collapse_readings,
     family_shares,
     format_share_interval,
     sampler_rows,
@@ -249,6 +251,8 @@ plots.save(fig, "generators_cas_fid", run.dir)
 # 1) gets no stop reading here; its evidence is the flow sampler table above and the reading below. A variant
 # (`--config`, e.g. the cGAN with mode seeking) scored with CAS beside its family's defaults at one budget is read
 # against them, paired on classifier seeds, Holm over the variants, "equivalent" only within ±`equivalence_margin`.
+# The cGAN's collapse (issue 17) is read from recall and coverage together: recall ≥ 0.3 with coverage at least the
+# defaults' at the same budget, since a spread that adds no mode raises recall alone (scripts/prdc_controls.py).
 
 # %%
 curves = runs.results_root() / P.profile / "generator_curves"
@@ -267,6 +271,10 @@ if (curves / "curves.csv").is_file():
     variants = variant_comparisons(curve_table, margin=P.equivalence_margin)
     if not variants.empty:
         display(Markdown("\n".join(f"- {line}" for line in variant_findings(variants))))
+    collapse = collapse_readings(curve_table)
+    if not collapse.empty:
+        display(collapse)
+        display(Markdown(f"- {collapse_finding(collapse)}"))
 else:
     print(f"no budget curves for {P.profile!r} yet: python scripts/generator_curves.py --profile {P.profile} "
           f"(minutes on a GPU)")

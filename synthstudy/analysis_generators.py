@@ -24,6 +24,10 @@ an equivalence test at the profile's margin. Each arm is one fit, so a differenc
 fits' own spread is not counted, and "higher" means "this fit beats that one beyond classifier noise", not yet
 "the setting is better" (more `--gen-seeds` would say that).
 
+Issue 17's "cGAN without collapse" is read by `collapse_readings`: recall ≥ `RECALL_TARGET` *and* coverage at least
+the defaults' at the same budget and training seed, since a spread that adds no mode raises recall alone
+(scripts/prdc_controls.py plants one). One sample per fit, no CI: a description with a planted control, not a test.
+
 The flow's sampler and budget rows (`scripts/flow_sampler_cas.py`, results/<profile>/flow_samplers) answer the
 issue's "CAS ≥ 0.95 × real": `best_sampler` picks the row with the highest validation CAS among those with at least
 `BEST_MIN_SEEDS` seeds (validation chooses), and `share_of_real` judges its share of the real arm twice — on
@@ -231,6 +235,63 @@ def variant_findings(comparisons: pd.DataFrame) -> list[str]:
                      f"against {row['reference_coverage']:.2f}. One fit per arm: the fits' own spread is not "
                      f"counted.")
     return lines
+
+
+def collapse_readings(table: pd.DataFrame, family: str = "cgan", target: float = RECALL_TARGET) -> pd.DataFrame:
+    """Issue 17's test of within-class collapse for every `family` row of the curves: recall at least `target`
+    **and** coverage at least the family's default settings' at the same budget and training seed. Recall alone can
+    be bought by spread (scripts/prdc_controls.py: the cGAN's latents scaled by 1.25 at sampling lift recall
+    0.26 -> 0.33 while coverage falls), coverage cannot, so a row that meets the recall target with less coverage
+    than the defaults reads "recall by spread", not "meets". Returns generator, gen_steps, gen_seed, recall,
+    coverage, reference_coverage (NaN where the defaults were not fitted at that budget and seed) and verdict:
+    "meets", "recall by spread", "short of recall", or "no reference" (recall met, defaults not measured there).
+    One sample of `quality_samples` images per row, no CI: coverage's binomial SE on 5,000 validation images is
+    about 0.006, and the fits' own spread is not counted (one fit per variant and budget)."""
+    columns = ["generator", "gen_steps", "gen_seed", "recall", "coverage", "reference_coverage", "verdict"]
+    rows = table[table["family"] == family] if "family" in table else table.iloc[:0]
+    if rows.empty or "coverage" not in rows:
+        return pd.DataFrame(columns=columns)
+    config = rows["config"] if "config" in rows else pd.Series(DEFAULT_CONFIG, index=rows.index)
+    defaults = rows[config == DEFAULT_CONFIG]
+    keyed = defaults.groupby(["gen_steps", "gen_seed"])
+    several = keyed["generator"].nunique()
+    if (several > 1).any():
+        steps, seed = several[several > 1].index[0]
+        raise ValueError(f"{family}: several default-settings rows at {steps:,} steps (training seed {seed}): "
+                         f"{sorted(keyed.get_group((steps, seed))['generator'])}; allowed: one per budget and seed")
+    reference = keyed["coverage"].first()
+    out = rows[["generator", "gen_steps", "gen_seed", "recall", "coverage"]].copy()
+    out["reference_coverage"] = [reference.get(key, math.nan) for key in zip(out["gen_steps"], out["gen_seed"])]
+    verdicts = []
+    for recall, coverage, ref in zip(out["recall"], out["coverage"], out["reference_coverage"]):
+        if recall < target:
+            verdicts.append("short of recall")
+        elif math.isnan(ref):
+            verdicts.append("no reference")
+        else:
+            verdicts.append("meets" if coverage >= ref else "recall by spread")
+    out["verdict"] = verdicts
+    return out.sort_values(["gen_steps", "generator", "gen_seed"]).reset_index(drop=True)[columns]
+
+
+def collapse_finding(readings: pd.DataFrame, family: str = "cgan", target: float = RECALL_TARGET) -> str:
+    """One sentence from `collapse_readings`: which rows meet the target, or that none does and how close the best
+    recall came (with its coverage against the defaults'); empty without rows."""
+    if readings.empty:
+        return ""
+    criterion = (f"recall ≥ {target:g} with coverage at least the defaults' at the same budget (validation; one fit "
+                 f"per row, no CI)")
+    meets = readings[readings["verdict"] == "meets"]
+    if len(meets):
+        named = "; ".join(f"{r.generator} at {r.gen_steps:,} steps (recall {r.recall:.2f}, coverage "
+                          f"{r.coverage:.2f} against {r.reference_coverage:.2f})" for r in meets.itertuples())
+        return f"{family} without collapse ({criterion}): met by {named}."
+    best = readings.loc[readings["recall"].idxmax()]
+    against = ("" if math.isnan(best["reference_coverage"])
+               else f" against the defaults' {best['reference_coverage']:.2f}")
+    return (f"{family} without collapse ({criterion}): not met by any of {len(readings)} rows; the highest recall is "
+            f"{best['generator']} at {int(best['gen_steps']):,} steps, {best['recall']:.2f}, coverage "
+            f"{best['coverage']:.2f}{against} ({best['verdict']}).")
 
 
 def sampler_rows(folder) -> pd.DataFrame:

@@ -232,3 +232,41 @@ def test_variant_comparisons_refuse_two_default_variants_beside_a_variant_and_mi
     assert ag.variant_comparisons(pd.DataFrame([scored("cgan", "{}", DEFAULTS)]), margin=0.01).empty
     assert ag.variant_comparisons(pd.DataFrame([scored("cgan", "{}", DEFAULTS)]).drop(columns="config"),
                                   margin=0.01).empty
+
+
+def prdc_row(variant: str, config: str, steps: int, recall: float, coverage: float, family: str = "cgan") -> dict:
+    return {"generator": variant, "family": family, "config": config, "gen_steps": steps, "gen_seed": 0,
+            "fid": 5.0, "recall": recall, "coverage": coverage}
+
+
+def test_collapse_needs_recall_and_the_defaults_coverage_so_a_planted_spread_does_not_pass():
+    ms = '{"mode_seeking": 1}'
+    table = pd.DataFrame([
+        prdc_row("cgan", "{}", 3000, 0.03, 0.29), prdc_row("cgan", "{}", 12000, 0.12, 0.40),
+        prdc_row("cgan-ms", ms, 3000, 0.33, 0.19),          # recall met, coverage below the defaults': spread
+        prdc_row("cgan-ms", ms, 12000, 0.35, 0.41),         # both: meets
+        prdc_row("cgan-ms", ms, 6000, 0.31, 0.30),          # no defaults fitted at 6,000
+        prdc_row("cgan-wide", '{"width": 24}', 3000, 0.05, 0.35),
+        prdc_row("flow", "{}", 3000, 0.6, 0.8, family="flow"),    # another family: not read
+    ])
+    readings = ag.collapse_readings(table)
+    verdicts = {(r.generator, r.gen_steps): r.verdict for r in readings.itertuples()}
+    assert verdicts == {("cgan", 3000): "short of recall", ("cgan", 12000): "short of recall",
+                        ("cgan-ms", 3000): "recall by spread", ("cgan-ms", 12000): "meets",
+                        ("cgan-ms", 6000): "no reference", ("cgan-wide", 3000): "short of recall"}
+    assert readings.set_index(["generator", "gen_steps"]).loc[("cgan-ms", 12000), "reference_coverage"] == 0.40
+    assert "met by cgan-ms at 12,000 steps (recall 0.35, coverage 0.41 against 0.40)" in ag.collapse_finding(readings)
+    # without the 12,000-step fit nothing meets it, and the sentence names the best recall and why it fails
+    short = ag.collapse_readings(table[table["gen_steps"] != 12000])
+    assert ag.collapse_finding(short) == (
+        "cgan without collapse (recall ≥ 0.3 with coverage at least the defaults' at the same budget (validation; "
+        "one fit per row, no CI)): not met by any of 4 rows; the highest recall is cgan-ms at 3,000 steps, 0.33, "
+        "coverage 0.19 against the defaults' 0.29 (recall by spread).")
+
+
+def test_collapse_readings_refuse_two_default_rows_at_one_budget_and_read_nothing_without_rows():
+    two = pd.DataFrame([prdc_row("cgan", "{}", 3000, 0.03, 0.29), prdc_row("cgan-cpu", "{}", 3000, 0.04, 0.27)])
+    with pytest.raises(ValueError, match="several default-settings rows at 3,000 steps.*'cgan', 'cgan-cpu'"):
+        ag.collapse_readings(two)
+    assert ag.collapse_readings(pd.DataFrame([prdc_row("flow", "{}", 3000, 0.6, 0.8, family="flow")])).empty
+    assert ag.collapse_finding(ag.collapse_readings(pd.DataFrame())) == ""
