@@ -135,14 +135,16 @@ def parse_config(items: list[str]) -> dict:
 
 
 def plot(table, out_dir) -> None:
-    """FID and recall (and validation CAS, where scored) against the budget per variant, with the quick and paper
+    """FID, recall and coverage (and validation CAS, where scored) against the budget per variant, with the quick and paper
     stop points marked."""
     import matplotlib.pyplot as plt
 
     from synthstudy import analysis_generators, plots
     stops = {name: config.load_profile(name)["gen_steps"] for name in ("quick", "paper")}
     table = table.assign(cas=analysis_generators.cas_means(table) * 100)
-    panels = [("fid", "validation FID (domain features; lower is better)"), ("recall", "recall (PRDC)")]
+    # recall and coverage together: a spread that adds no mode raises recall alone (scripts/prdc_controls.py)
+    panels = [("fid", "validation FID (domain features; lower is better)"), ("recall", "recall (PRDC)"),
+              ("coverage", "coverage (PRDC)")]
     if table["cas"].notna().any():
         panels.append(("cas", "validation CAS (%; one classifier seed)"))
     plots.style()
