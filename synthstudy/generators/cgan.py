@@ -66,6 +66,10 @@ Training recipe (each piece is there for small N on a CPU):
   arm, so the fits' own spread is not counted). So the setting makes better training data, with recall 0.26-0.29
   (short of 0.3) and coverage at or below the defaults' (paper's space, this VM's defaults fit: 0.27 against 0.22).
   The defaults stay until a paper-budget check with several training seeds; meanwhile `zoo_overrides` can set them.
+  Twice paper's budget (6,000 steps, paper's space, CPU fit on the 2-core AMD EPYC VM, 885 s): mode_seeking=1 +
+  aux_class=1 reads FID 4.81, recall 0.27, precision 0.67, coverage 0.34, against the defaults' (H200) 4.60 / 0.09
+  / 0.83 / 0.39: doubling the budget lifts its coverage (0.22 -> 0.34) but hardly its recall (0.26 -> 0.27), so
+  recall 0.3 is not a matter of one more doubling for it (`analysis_generators.collapse_readings`: short of recall).
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
