@@ -135,8 +135,8 @@ def parse_config(items: list[str]) -> dict:
 
 
 def plot(table, out_dir) -> None:
-    """FID, recall and coverage (and validation CAS, where scored) against the budget per variant, with the quick and paper
-    stop points marked."""
+    """FID, recall and coverage (and validation CAS, where scored) against the budget per variant, with the quick
+    and paper stop points marked."""
     import matplotlib.pyplot as plt
 
     from synthstudy import analysis_generators, plots
