@@ -70,6 +70,10 @@ Training recipe (each piece is there for small N on a CPU):
   aux_class=1 reads FID 4.81, recall 0.27, precision 0.67, coverage 0.34, against the defaults' (H200) 4.60 / 0.09
   / 0.83 / 0.39: doubling the budget lifts its coverage (0.22 -> 0.34) but hardly its recall (0.26 -> 0.27), so
   recall 0.3 is not a matter of one more doubling for it (`analysis_generators.collapse_readings`: short of recall).
+  The defaults at 4x paper's budget (12,000 steps, same VM, 1,884 s): FID 2.75, recall 0.13, precision 0.90,
+  coverage 0.55 (from 4.60 / 0.09 / 0.83 / 0.39 at 6,000): the family is far from its plateau at paper's 3,000
+  steps, and its recall grows about 1.5x per doubling there, so 0.3 is about two more doublings away (48,000 steps:
+  a GPU job, or ~2 h on 2 cores).
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
