@@ -565,8 +565,8 @@ class Killed(Exception):
     """Stands for the process being killed just after a snapshot was written."""
 
 
-def fit_killed_after(monkeypatch, train, path, snapshots: int, steps: int, **config):
-    """A flow fit snapshotting after every step, killed right after its `snapshots`-th snapshot."""
+def fit_killed_after(monkeypatch, train, path, snapshots: int, steps: int, family: str = "flow", **config):
+    """A `family` fit snapshotting after every step, killed right after its `snapshots`-th snapshot."""
     from synthstudy.generators import base
     written, original = [], base.FitCheckpoint.save
 
@@ -576,7 +576,7 @@ def fit_killed_after(monkeypatch, train, path, snapshots: int, steps: int, **con
         if len(written) == snapshots:
             raise Killed
     monkeypatch.setattr(base.FitCheckpoint, "save", save_then_die)
-    gen = generators.create("flow", (1, 8, 8), 10, **{**FAST["flow"], **config})
+    gen = generators.create(family, (1, 8, 8), 10, **{**FAST[family], **config})
     with pytest.raises(Killed):
         gen.fit(train, steps=steps, seed=0, device="cpu", progress=False, threads=1, checkpoint=path,
                 checkpoint_every=1e-9)
@@ -621,9 +621,28 @@ def test_a_snapshot_of_another_fit_is_refused_and_a_family_that_cannot_resume_sa
     with pytest.raises(ZeroDivisionError):
         other.fit(small, steps=20, seed=0, device="cpu", progress=False, threads=1, checkpoint=path)
     assert not hasattr(other, "checkpoint")                  # a failed fit leaves no snapshot to pickle with the model
-    gan = generators.create("cgan", (1, 8, 8), 10, **FAST["cgan"])
-    with pytest.raises(ValueError, match="checkpoint=.*the cgan family's fit cannot resume; allowed: None"):
-        gan.fit(small, steps=2, seed=0, device="cpu", progress=False, checkpoint=path)
+    vae = generators.create("cvae", (1, 8, 8), 10, **FAST["cvae"])
+    with pytest.raises(ValueError, match="checkpoint=.*the cvae family's fit cannot resume; allowed: None"):
+        vae.fit(small, steps=2, seed=0, device="cpu", progress=False, checkpoint=path)
+
+
+@pytest.mark.parametrize("config", [
+    {"log_every": 3},                                              # the defaults, curve partly logged at the kill
+    {"log_every": 3, "r1_gamma": 1.0, "aux_class": 1.0, "mode_seeking": 1.0, "ema_start": 0.2},  # lazy R1's phase,
+])                                                                 # class term, and a kill inside the EMA's span
+def test_a_killed_cgan_fit_resumes_from_its_snapshot_and_ends_bit_identical(small, monkeypatch, tmp_path, config):
+    straight = fit("cgan", small, steps=20, **config)
+    path = tmp_path / "checkpoint.pt"
+    stage, step = fit_killed_after(monkeypatch, small, path, 7, steps=20, family="cgan", **config)
+    assert (stage, step) == ("gan", 7)
+    resumed = generators.create("cgan", (1, 8, 8), 10, **{**FAST["cgan"], **config})
+    resumed.fit(small, steps=20, seed=0, device="cpu", progress=False, threads=1, checkpoint=path,
+                checkpoint_every=1e-9)
+    assert resumed.history["resumed_at"] == "gan step 7, snapshot taken on cpu with 1 CPU thread"
+    assert torch.equal(flat_state(resumed), flat_state(straight))
+    for curve in ("d_loss", "g_loss", "d_real", "d_fake", "r1", "class_ce"):
+        assert resumed.history.get(curve) == straight.history.get(curve)
+    assert torch.equal(resumed.sample(torch.arange(10), rng(0)), straight.sample(torch.arange(10), rng(0)))
 
 
 def test_fit_cached_resumes_a_killed_flow_from_the_cache_folder_and_then_deletes_the_snapshot(small, monkeypatch,

@@ -11,10 +11,11 @@ a CPU model, so every family behaves the same way; the families log their losses
     >>> z = gen.sample_latents(labels, rng); x = gen.decode(z + 0.1 * torch.randn_like(z), labels)   # a "view"
 
 `fit` starts from scratch every time: it reseeds and rebuilds the networks, so the result depends only on the
-data, the config, `steps` and `seed`. A family with `resumable = True` (the flow: its paper fits take 1.5-3 h on
-2 cores) also takes a `checkpoint` path: it snapshots the fit there every `checkpoint_every` seconds (atomic
-writes), and a fit started again with the same path and inputs continues from the last snapshot; on a CPU with
-the same thread count the resumed fit ends bit-identical to one never stopped (tests/test_generators.py).
+data, the config, `steps` and `seed`. A family with `resumable = True` (the flow and the cGAN: their long fits
+take hours on 2 cores) also takes a `checkpoint` path: it snapshots the fit there every `checkpoint_every`
+seconds (atomic writes), and a fit started again with the same path and inputs continues from the last snapshot;
+on a CPU with the same thread count the resumed fit ends bit-identical to one never stopped
+(tests/test_generators.py).
 `generators.fit_cached` keeps the snapshot beside the cache entry and deletes it once the fitted model is saved.
 """
 from __future__ import annotations

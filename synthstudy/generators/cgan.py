@@ -307,6 +307,9 @@ def truncated_normal(shape, truncation: float | None, rng: torch.Generator | Non
 # ---------------------------------------------------------------- the generator family
 class CGAN(Generator):
     family = "cgan"
+    # fits past paper's budget take hours on 2 cores (12,000 steps: 31 min on the AMD EPYC VM; recall 0.3 looks ~48,000
+    # away): a killed one continues from its snapshot (generators, discriminator, EMA, both Adams, the data queue)
+    resumable = True
 
     def __init__(self, image_shape, num_classes: int, latent_dim: int = 64, width: int = 16, embed_dim: int = 32,
                  lr_g: float = 2e-4, lr_d: float = 2e-4, beta1: float = 0.0, beta2: float = 0.9, n_dis: int = 1,
@@ -366,10 +369,24 @@ class CGAN(Generator):
         r1 = class_ce = torch.zeros((), device=device)
         self.g.train()
         self.d.train()
-        bar = tqdm(range(steps), disable=not progress, desc="cgan fit", leave=False, mininterval=1.0)
+        # A resumed fit (`self.checkpoint.state`: weights and random streams already loaded by `fit`) continues at
+        # the snapshot's step with its optimizers, loss log, data queue, D-step count (the lazy R1's phase) and the
+        # last R1 / class terms (logged between their updates), so it ends bit-identical to an unbroken fit.
+        checkpoint = self.checkpoint
+        state = checkpoint.state or {}
+        first = state.get("step", 0)
+        bar = tqdm(range(first, steps), initial=first, total=steps, disable=not progress, desc="cgan fit",
+                   leave=False, mininterval=1.0)
         log = LossLog(cfg["log_every"], steps, device, f"lower lr_g={cfg['lr_g']} / lr_d={cfg['lr_d']}",
                       terms=("d_loss", "g_loss", "d_real", "d_fake", "r1", "class_ce"), what="cgan losses", bar=bar,
                       postfix=("d_loss", "g_loss"))
+        if state:
+            opt_g.load_state_dict(state["optimizer_g"])
+            opt_d.load_state_dict(state["optimizer_d"])
+            log.load_state_dict(state["log"])
+            source._queue = state["source_queue"].to(source._queue.device)
+            d_steps = state["d_steps"]
+            r1, class_ce = state["r1"].to(device), state["class_ce"].to(device)
         for step in bar:
             # --- discriminator: hinge loss on augmented real and fake images, one forward for both
             for _ in range(cfg["n_dis"]):
@@ -409,6 +426,10 @@ class CGAN(Generator):
             self._update_ema(step, ema_from)
 
             log.add(step, d_loss, g_loss, out_real.detach().mean(), out_fake.detach().mean(), r1, class_ce)
+            if checkpoint.due():
+                checkpoint.save(stage="gan", step=step + 1, optimizer_g=opt_g.state_dict(),
+                                optimizer_d=opt_d.state_dict(), log=log.state_dict(), source_queue=source._queue.cpu(),
+                                d_steps=d_steps, r1=r1.detach().cpu(), class_ce=class_ce.detach().cpu())
         self._recompute_bn_stats(train.labels, batch_size, device, rng)
         self.g.eval()
         curves = log.series
