@@ -75,8 +75,9 @@ Training recipe (each piece is there for small N on a CPU):
   steps, and its recall grows about 1.5x per doubling there, so 0.3 is about two more doublings away (48,000 steps:
   a GPU job, or ~2 h on 2 cores). At 8x (24,000 steps, same VM, 4,114 s): FID 1.84, recall 0.23, precision 0.89,
   coverage 0.63, validation CAS 78.6% (paper's classifier, seed 0; the flow at 32,000 steps reads 87.9%): recall
-  grew 1.7x for that doubling and is still short of 0.3; a lower FID than the flow's at 16,000 steps (1.60) gives
-  9 points less CAS, so FID alone does not rank these families as training data.
+  grew 1.7x for that doubling and is still short of 0.3. Its FID lies between the flow's at 8,000 and 16,000 steps
+  (2.06 and 1.60, CAS 85.8 and 87.1%), its CAS 7-8 points below both: FID alone does not rank these families as
+  training data (one fit and one classifier seed each: a direction).
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
