@@ -375,7 +375,7 @@ class CGAN(Generator):
         self.d.train()
         # A resumed fit (`self.checkpoint.state`: weights and random streams already loaded by `fit`) continues at
         # the snapshot's step with its optimizers, loss log, data queue, D-step count (the lazy R1's phase) and the
-        # last R1 / class terms (logged between their updates), so it ends bit-identical to an unbroken fit.
+        # last R1 term (logged between its updates), so it ends bit-identical to an unbroken fit.
         checkpoint = self.checkpoint
         state = checkpoint.state or {}
         first = state.get("step", 0)
@@ -390,7 +390,7 @@ class CGAN(Generator):
             log.load_state_dict(state["log"])
             source._queue = state["source_queue"].to(source._queue.device)
             d_steps = state["d_steps"]
-            r1, class_ce = state["r1"].to(device), state["class_ce"].to(device)
+            r1 = state["r1"].to(device)
         for step in bar:
             # --- discriminator: hinge loss on augmented real and fake images, one forward for both
             for _ in range(cfg["n_dis"]):
@@ -433,7 +433,7 @@ class CGAN(Generator):
             if checkpoint.due():
                 checkpoint.save(stage="gan", step=step + 1, optimizer_g=opt_g.state_dict(),
                                 optimizer_d=opt_d.state_dict(), log=log.state_dict(), source_queue=source._queue.cpu(),
-                                d_steps=d_steps, r1=r1.detach().cpu(), class_ce=class_ce.detach().cpu())
+                                d_steps=d_steps, r1=r1.detach().cpu())
         self._recompute_bn_stats(train.labels, batch_size, device, rng)
         self.g.eval()
         curves = log.series
