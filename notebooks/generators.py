@@ -128,22 +128,6 @@ quality_records = run.grid(quality_keys, functools.partial(cells.generator_quali
 quality_table = run.write_table([runs.flatten(r) for r in quality_records], name="quality.csv")
 
 # %% [markdown]
-# ## Samples: one row per class
-
-# %%
-rows = 8
-fig, axes = plt.subplots(1, len(P.generator_names) + 1, figsize=(3.2 * (len(P.generator_names) + 1), 3.6))
-rng = torch.Generator().manual_seed(0)
-labels = torch.arange(splits.num_classes).repeat_interleave(rows)
-real_idx = torch.cat([torch.nonzero(val.labels == c).flatten()[:rows] for c in range(splits.num_classes)])
-panels = [("real (held out)", val.images[real_idx].float() / 255)]
-panels += [(name, fitted(name).sample(labels, rng=rng)) for name in P.generator_names]
-for ax, (title, images) in zip(axes, panels):
-    plots.image_grid(ax, images, rows=splits.num_classes)
-    ax.set_title(title)
-plots.save(fig, "generators_samples", run.dir)
-
-# %% [markdown]
 # ## Training curves
 # Each family logs its own loss (GAN: discriminator and generator hinge losses; VAE: negative ELBO; flow: the
 # autoencoder's reconstruction error, then the velocity regression error). PCA has no gradient steps.
@@ -216,13 +200,20 @@ table["vs real (paired)"] = table["vs real (paired)"].fillna("not run (cas_gener
 table["test accuracy (%)"] = [metrics.format_ci(m, h) if m == m else "—" for m, h in zip(table["mean"], table["ci"])]
 table["samples/s"] = table["samples_per_s"].round(0)
 table["train s"] = table["train_seconds"].round(0)
-# the device each fit ran on (a cached fit may come from a GPU run); samples/s is this run's device
-fit_device = table["fit_device"] if "fit_device" in table else pd.Series(None, index=table.index, dtype=object)
-table["fit on"] = fit_device.fillna("not recorded").where(table["arm"] != "real", "")
+
+
+def recorded_device(column):
+    """Where each family's fit or sampling ran: a record reused from an earlier run may come from another machine
+    (a GPU's samples/s beside a CPU's is not a comparison); "not recorded" for records older than the column."""
+    values = table[column] if column in table else pd.Series(None, index=table.index, dtype=object)
+    return values.fillna("not recorded").where(table["arm"] != "real", "")
+
+
+table["fit on"], table["sampled on"] = recorded_device("fit_device"), recorded_device("sample_device")
 pool_bytes = pool.images.numel() * pool.images.element_size()
 table["storage vs data"] = table["parameter_bytes"] / pool_bytes
 columns = ["arm", "test accuracy (%)", "ratio", "vs real (paired)", "fid", "kid", "precision", "recall", "density",
-           "coverage", "train s", "fit on", "samples/s", "parameter_bytes", "storage vs data"]
+           "coverage", "train s", "fit on", "samples/s", "sampled on", "parameter_bytes", "storage vs data"]
 runs.write_text(run.dir / "summary.csv", table[columns].to_csv(index=False))
 display(table[columns].round(3))
 print(f"real pool: {len(pool)} images, {pool_bytes / 1e6:.1f} MB as uint8")
@@ -294,6 +285,28 @@ print(best_reading or f"no flow sampler scored with >= 3 seeds for {P.profile!r}
 for family, (share, mean, seeds) in family_shares(cas_table).items():
     print(f"{family}: test CAS {mean:.2%}, {share['ratio']:.3f} of real — {share['verdict']} 0.95x real "
           f"({format_share_interval(share)} over it, {seeds} seeds)")
+
+# %% [markdown]
+# ## Samples: one row per class
+# Each family's quality cell kept the first samples of each class it scored (`cells.sample_grid`), so this figure
+# needs no fit. A record written before cells kept them is drawn from the family's fit instead (trained here if the
+# cache is empty): last in the notebook, so the tables above are written first.
+
+# %%
+rows = cells.SAMPLE_ROWS
+fig, axes = plt.subplots(1, len(P.generator_names) + 1, figsize=(3.2 * (len(P.generator_names) + 1), 3.6))
+rng = torch.Generator().manual_seed(0)
+labels = torch.arange(splits.num_classes).repeat_interleave(rows)
+real_idx = torch.cat([torch.nonzero(val.labels == c).flatten()[:rows] for c in range(splits.num_classes)])
+panels = [("real (held out)", val.images[real_idx].float() / 255)]
+for record in quality_records:
+    name, kept = record["key"]["generator"], cells.recorded_samples(run.cell_dir(record["key"]))
+    panels.append((name, torch.from_numpy(kept).float() / 255 if kept is not None
+                   else fitted(name).sample(labels, rng=rng)))
+for ax, (title, images) in zip(axes, panels):
+    plots.image_grid(ax, images, rows=splits.num_classes)
+    ax.set_title(title)
+plots.save(fig, "generators_samples", run.dir)
 
 # %% [markdown]
 # ## Per-class quality

@@ -253,10 +253,30 @@ def quality_key(params, generator: str, extractor_key: dict) -> dict:
             "extractor": extractor_key}
 
 
+SAMPLE_ROWS = 8           # samples per class a quality cell keeps for the notebook's figure (uint8: 63 KB at 28x28)
+
+
+def sample_grid(images: data.ImageSet, rows: int = SAMPLE_ROWS) -> np.ndarray:
+    """The first `rows` images of each class, class by class (class 0's first, then class 1's, ...), as uint8 NCHW:
+    the samples figure's panel. Fewer per class where the smallest class has fewer (the rows must line up)."""
+    labels = images.labels.numpy()
+    per_class = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+    rows = min(rows, *(len(idx) for idx in per_class))
+    return images.images[np.concatenate([idx[:rows] for idx in per_class])].numpy()
+
+
+def recorded_samples(cell_dir: Path) -> np.ndarray | None:
+    """The sample grid a quality cell kept (`sample_grid`), or None for a record written before cells kept one."""
+    path = Path(cell_dir) / "samples.npy"
+    return np.load(path) if path.is_file() else None
+
+
 def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress: bool = False,
                       weights: tuple = ()) -> dict:
     """Score one whole-pool generator: draw `quality_samples` balanced samples (timed), FID / KID / PRDC against as
-    many held-out validation images in the domain feature space, its training time, curves and storage."""
+    many held-out validation images in the domain feature space, its training time, curves and storage. Keeps
+    `sample_grid` of those samples in `cell_dir`, so the notebook's figure needs no fit on a machine whose generator
+    cache is empty (records from another machine: refitting paper's zoo there costs hours on 2 cores)."""
     import time
 
     from . import quality
@@ -274,10 +294,11 @@ def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress:
     fake = generators.sample_pool(gen, key["quality_samples"], seed=0, progress=progress)
     sample_seconds = time.perf_counter() - start
     scores = quality.sample_quality(extractor, reference, fake)
+    runs.save_npy(Path(cell_dir) / "samples.npy", sample_grid(fake))
     # the fit may have run elsewhere (a cached GPU fit scored on a laptop): its time comes with its device
     fit_device = gen.history.get("device",
                                  "pretrained" if generators.is_pretrained(key["generator"]) else "not recorded")
     return {**scores, "train_seconds": gen.history["seconds"], "fit_device": fit_device,
-            "samples_per_s": len(fake) / sample_seconds,
+            "samples_per_s": len(fake) / sample_seconds, "sample_device": train.resolve_device(device).type,
             "parameter_bytes": generators.parameter_bytes(gen),
             "history": {k: v for k, v in gen.history.items() if isinstance(v, list)}}

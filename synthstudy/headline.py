@@ -127,12 +127,13 @@ def cas_rows() -> list[dict]:
         synthetic = synthetic.assign(_val=synthetic["arm"].map(validation)).sort_values(
             ["_val", "ratio"], ascending=False, na_position="last").drop(columns="_val")
     verdicts = [verdict_of(v) for v in synthetic["vs real (paired)"]]
-    each = "; ".join(f"{r['arm']} {r['test accuracy (%)']}% (ratio {r['ratio']:.3f}, {v})"
-                     for (_, r), v in zip(synthetic.iterrows(), verdicts))
+    families = ((" (in order of validation CAS)" if validation else "") + ": "
+                + "; ".join(f"{r['arm']} {r['test accuracy (%)']}% (ratio {r['ratio']:.3f}, {v})"
+                            for (_, r), v in zip(synthetic.iterrows(), verdicts)))
     below = sum(v == "lower" for v in verdicts)
     top = synthetic.iloc[0]
     gap = mean_ci(real["test accuracy (%)"])[0] - mean_ci(top["test accuracy (%)"])[0]
-    return [{"this study (paper)": f"real {real['test accuracy (%)']}%; trained on generated images only: {each}",
+    return [{"this study (paper)": f"real {real['test accuracy (%)']}%; trained on generated images only{families}",
              "agrees?": ("yes: every family below real" if below == len(verdicts) else
                          f"partly: {below} of {len(verdicts)} families below real"),
              "source": "generators, every row"},

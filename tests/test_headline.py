@@ -121,27 +121,28 @@ def test_a_run_with_overrides_in_the_paper_folder_is_not_read_as_the_paper_run(i
 
 
 def test_the_cas_row_adds_the_budget_curve_beyond_the_paper_stop_only_where_it_was_scored(isolated_results):
-    # the cGAN as the closest family: paper trains it at gen_steps (no zoo_overrides), so its curve can add to it
+    # the cVAE as the closest family: paper trains it at gen_steps (no zoo_overrides), so its curve can add to it
+    assert "cvae" not in PAPER["zoo_overrides"]
     run = paper_run("generators", pd.DataFrame({
-        "arm": ["real", "cgan"], "test accuracy (%)": ["93.50 ± 0.10", "83.00 ± 1.50"], "ratio": [1.0, 0.888],
+        "arm": ["real", "cvae"], "test accuracy (%)": ["93.50 ± 0.10", "83.00 ± 1.50"], "ratio": [1.0, 0.888],
         "vs real (paired)": ["—", "-10.50 [-12.00, -9.00] pts, lower (p_Holm 0.001)"]}))
     runs.write_text(run.dir / "metrics.csv", pd.DataFrame({
-        "arm": ["real", "real", "pool", "pool"], "generator": ["none", "none", "cgan", "cgan"],
+        "arm": ["real", "real", "pool", "pool"], "generator": ["none", "none", "cvae", "cvae"],
         "val_accuracy": [0.94, 0.94, 0.82, 0.84], "test_accuracy": [0.935, 0.936, 0.829, 0.831]}).to_csv(index=False))
     assert "longer" not in headline.cas_rows()[1]["this study (paper)"]          # no curves: nothing added
-    stop = PAPER["gen_steps"]["cgan"]
+    stop = PAPER["gen_steps"]["cvae"]
     curves = runs.results_root() / "paper" / "generator_curves"
     runs.write_text(curves / "curves.csv", pd.DataFrame({
-        "generator": "cgan", "family": "cgan", "gen_steps": [stop // 2, stop, 4 * stop], "gen_seed": 0,
+        "generator": "cvae", "family": "cvae", "gen_steps": [stop // 2, stop, 4 * stop], "gen_seed": 0,
         "fid": [5.0, 3.0, 1.6], "recall": [0.3, 0.4, 0.5], "cas_val": [0.80, 0.83, None]}).to_csv(index=False))
     assert "longer" not in headline.cas_rows()[1]["this study (paper)"]          # CAS only up to the stop
     runs.write_text(curves / "curves.csv", pd.DataFrame({
-        "generator": "cgan", "family": "cgan", "gen_steps": [stop, 4 * stop], "gen_seed": 0, "fid": [3.0, 1.6],
+        "generator": "cvae", "family": "cvae", "gen_steps": [stop, 4 * stop], "gen_seed": 0, "fid": [3.0, 1.6],
         "recall": [0.4, 0.5], "cas_val": [0.83, 0.893]}).to_csv(index=False))
     text = headline.cas_rows()[1]["this study (paper)"]
     assert f"trained 4× longer ({4 * stop:,} steps" in text and "reaches 89.3%, 0.950 of real's 94.00%" in text
     # 0.83 against 0.95 x 0.9355 = 0.889: below, by Welch on test
-    assert text.startswith("closest family: cgan, ratio 0.888; below 0.95× real (Welch on test, unpaired: ")
+    assert text.startswith("closest family: cvae, ratio 0.888; below 0.95× real (Welch on test, unpaired: ")
 
 
 def test_the_cas_row_names_a_family_the_run_trained_otherwise_and_judges_it_against_095_of_real(isolated_results):

@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import jupytext
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -52,6 +53,15 @@ def test_notebook_runs_on_smoke_and_records_its_cells(name, isolated_results):
     if name == "generators":          # each fit's time is shown with the device it ran on
         summary = pd.read_csv(isolated_results / "smoke" / name / "summary.csv", keep_default_na=False)
         assert set(summary.loc[summary["arm"] != "real", "fit on"]) == {"cpu"}
+        assert set(summary.loc[summary["arm"] != "real", "sampled on"]) == {"cpu"}
+        # each quality cell kept its samples, 8 per class in class order: a rerun on a machine whose generator cache
+        # is empty (the records came from elsewhere) draws the figure from them and fits nothing
+        grids = list((isolated_results / "smoke" / name / "cells").glob("generator=*/samples.npy"))
+        assert len(grids) == len(summary) - 1
+        assert all(np.load(g).shape[:2] == (80, 1) and np.load(g).dtype == np.uint8 for g in grids)
+        shutil.rmtree(isolated_results / "cache" / "generators")
+        reproduce.execute(name, "smoke", progress=False)
+        assert not list((isolated_results / "cache" / "generators").glob("*/artifact.pt")), "a generator was refitted"
 
 
 @pytest.mark.notebook
