@@ -287,28 +287,6 @@ for family, (share, mean, seeds) in family_shares(cas_table).items():
           f"({format_share_interval(share)} over it, {seeds} seeds)")
 
 # %% [markdown]
-# ## Samples: one row per class
-# Each family's quality cell kept the first samples of each class it scored (`cells.sample_grid`), so this figure
-# needs no fit. A record written before cells kept them is drawn from the family's fit instead (trained here if the
-# cache is empty): last in the notebook, so the tables above are written first.
-
-# %%
-rows = cells.SAMPLE_ROWS
-fig, axes = plt.subplots(1, len(P.generator_names) + 1, figsize=(3.2 * (len(P.generator_names) + 1), 3.6))
-rng = torch.Generator().manual_seed(0)
-labels = torch.arange(splits.num_classes).repeat_interleave(rows)
-real_idx = torch.cat([torch.nonzero(val.labels == c).flatten()[:rows] for c in range(splits.num_classes)])
-panels = [("real (held out)", val.images[real_idx].float() / 255)]
-for record in quality_records:
-    name, kept = record["key"]["generator"], cells.recorded_samples(run.cell_dir(record["key"]))
-    panels.append((name, torch.from_numpy(kept).float() / 255 if kept is not None
-                   else fitted(name).sample(labels, rng=rng)))
-for ax, (title, images) in zip(axes, panels):
-    plots.image_grid(ax, images, rows=splits.num_classes)
-    ax.set_title(title)
-plots.save(fig, "generators_samples", run.dir)
-
-# %% [markdown]
 # ## Per-class quality
 # Which classes does each generator get wrong? Per-class CAS (accuracy on that class's test images) and
 # per-class recall (how much of that class's real variety the samples cover).
@@ -334,6 +312,28 @@ ax.set_xticks(range(splits.num_classes), splits.classes, rotation=45, ha="right"
 fig.colorbar(im, ax=ax, label="per-class test accuracy (%)")
 ax.set_title("per-class CAS (mean over seeds)")
 plots.save(fig, "generators_per_class_cas", run.dir)
+
+# %% [markdown]
+# ## Samples: one row per class
+# Each family's quality cell kept the first samples of each class it scored (`cells.sample_grid`), so this figure
+# needs no fit. A record written before cells kept them is drawn from the family's fit instead (trained here if the
+# cache is empty): last among the computing cells, so every table and figure above is written first.
+
+# %%
+rows = cells.SAMPLE_ROWS
+fig, axes = plt.subplots(1, len(P.generator_names) + 1, figsize=(3.2 * (len(P.generator_names) + 1), 3.6))
+rng = torch.Generator().manual_seed(0)
+labels = torch.arange(splits.num_classes).repeat_interleave(rows)
+real_idx = torch.cat([torch.nonzero(val.labels == c).flatten()[:rows] for c in range(splits.num_classes)])
+panels = [("real (held out)", val.images[real_idx].float() / 255)]
+for record in quality_records:
+    name, kept = record["key"]["generator"], cells.recorded_samples(run.cell_dir(record["key"]))
+    panels.append((name, torch.from_numpy(kept).float() / 255 if kept is not None
+                   else fitted(name).sample(labels, rng=rng)))
+for ax, (title, images) in zip(axes, panels):
+    plots.image_grid(ax, images, rows=splits.num_classes)
+    ax.set_title(title)
+plots.save(fig, "generators_samples", run.dir)
 
 # %% [markdown]
 # ## Reading the results
