@@ -256,12 +256,15 @@ def quality_key(params, generator: str, extractor_key: dict) -> dict:
 SAMPLE_ROWS = 8           # samples per class a quality cell keeps for the notebook's figure (uint8: 63 KB at 28x28)
 
 
-def sample_grid(images: data.ImageSet, rows: int = SAMPLE_ROWS) -> np.ndarray:
+def sample_grid(images: data.ImageSet, num_classes: int, rows: int = SAMPLE_ROWS) -> np.ndarray | None:
     """The first `rows` images of each class, class by class (class 0's first, then class 1's, ...), as uint8 NCHW:
-    the samples figure's panel. Fewer per class where the smallest class has fewer (the rows must line up)."""
+    the samples figure's panel (`plots.image_grid`, one row per class). Fewer per class where the smallest class has
+    fewer (the rows must line up); None where a class has no image (few samples over many classes)."""
     labels = images.labels.numpy()
-    per_class = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+    per_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
     rows = min(rows, *(len(idx) for idx in per_class))
+    if rows == 0:
+        return None
     return images.images[np.concatenate([idx[:rows] for idx in per_class])].numpy()
 
 
@@ -294,11 +297,13 @@ def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress:
     fake = generators.sample_pool(gen, key["quality_samples"], seed=0, progress=progress)
     sample_seconds = time.perf_counter() - start
     scores = quality.sample_quality(extractor, reference, fake)
-    runs.save_npy(Path(cell_dir) / "samples.npy", sample_grid(fake))
+    grid = sample_grid(fake, gen.num_classes)
+    if grid is not None:
+        runs.save_npy(Path(cell_dir) / "samples.npy", grid)
     # the fit may have run elsewhere (a cached GPU fit scored on a laptop): its time comes with its device
     fit_device = gen.history.get("device",
                                  "pretrained" if generators.is_pretrained(key["generator"]) else "not recorded")
     return {**scores, "train_seconds": gen.history["seconds"], "fit_device": fit_device,
-            "samples_per_s": len(fake) / sample_seconds, "sample_device": train.resolve_device(device).type,
+            "samples_per_s": len(fake) / sample_seconds, "sample_device": str(gen.device),
             "parameter_bytes": generators.parameter_bytes(gen),
             "history": {k: v for k, v in gen.history.items() if isinstance(v, list)}}

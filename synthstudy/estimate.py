@@ -790,6 +790,12 @@ def measured_seconds(profile: str) -> dict:
     return out
 
 
+def same_device(recorded, device) -> bool:
+    """Whether a record's own device ("cpu", "cuda:0"; None where the record predates the field) is of `device`'s
+    kind; any device when `device` is None."""
+    return device is None or recorded is None or str(recorded).split(":")[0] == str(device).split(":")[0]
+
+
 def record_costs(profile: str | None, device=None, like=None) -> dict:
     """Seconds per unit as the records of runs show them (results/<profile>/*/cells/; every profile's when
     `profile` is None), for the units a record times on its own: classifier training (`train_seconds` / images seen,
@@ -839,10 +845,12 @@ def record_costs(profile: str | None, device=None, like=None) -> dict:
                 found.setdefault("forward_image", []).append(
                     (record["seconds"] - m["train_seconds"] - CELL_SECONDS) / views)
         elif "quality_samples" in key and same(key) and "gen_config" not in key:
-            # a zoo_overrides fit (gen_config) samples otherwise and may have been fitted elsewhere: not a unit cost
-            if key["generator"] != "pca_gaussian":
+            # a zoo_overrides fit (gen_config) samples otherwise: not a unit cost. A run folder's records may come
+            # from several machines (paper's generators: an H200's fits beside a CPU's), so a record that names its
+            # own devices counts only where they are this one's kind
+            if key["generator"] != "pca_gaussian" and same_device(m.get("fit_device"), device):
                 found.setdefault(f"gen_step:{key['generator']}", []).append(m["train_seconds"] / key["gen_steps"])
-            if m.get("samples_per_s"):                # 5,000 samples in batches of 500
+            if m.get("samples_per_s") and same_device(m.get("sample_device"), device):   # 5,000 in batches of 500
                 found.setdefault(f"quality:{key['generator']}", []).append(1 / m["samples_per_s"])
         elif key.get("source") == "synthetic" and key.get("views") == "latent" and m.get("train_seconds") and \
                 same(key, "model"):

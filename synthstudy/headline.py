@@ -128,8 +128,8 @@ def cas_rows() -> list[dict]:
             ["_val", "ratio"], ascending=False, na_position="last").drop(columns="_val")
     verdicts = [verdict_of(v) for v in synthetic["vs real (paired)"]]
     families = ((" (in order of validation CAS)" if validation else "") + ": "
-                + "; ".join(f"{r['arm']} {r['test accuracy (%)']}% (ratio {r['ratio']:.3f}, {v})"
-                            for (_, r), v in zip(synthetic.iterrows(), verdicts)))
+                + "; ".join(f"{r['arm']}{zoo_settings(r['arm'])} {r['test accuracy (%)']}% "
+                            f"(ratio {r['ratio']:.3f}, {v})" for (_, r), v in zip(synthetic.iterrows(), verdicts)))
     below = sum(v == "lower" for v in verdicts)
     top = synthetic.iloc[0]
     gap = mean_ci(real["test accuracy (%)"])[0] - mean_ci(top["test accuracy (%)"])[0]

@@ -178,6 +178,22 @@ def test_record_costs_read_the_units_a_finished_run_timed(smoke_params, tmp_path
     assert estimate.record_costs("smoke", device=train.resolve_device("cpu")) == {}
 
 
+def test_record_costs_count_a_generator_record_only_on_the_device_kind_it_names(tmp_path, monkeypatch):
+    # paper's generators folder holds an H200's fits beside a CPU's; the folder's environment is the last run's
+    monkeypatch.setenv("SYNTHSTUDY_RESULTS", str(tmp_path))
+    run = runs.Run("generators", "smoke", {}, device="cpu", root=tmp_path)
+    for name, device in (("cvae", "cpu"), ("cgan", "cuda:0"), ("flow", None)):
+        key = {"generator": name, "dataset": "digits", "gen_steps": 100, "quality_samples": 50}
+        metrics = {"train_seconds": 10.0, "samples_per_s": 500.0,
+                   **({"fit_device": device, "sample_device": device} if device else {})}
+        runs.write_json(run.cell_dir(key) / "record.json", {"key": key, "seconds": 11.0, "metrics": metrics})
+    costs = estimate.record_costs("smoke", device=train.resolve_device("cpu"))
+    assert costs["gen_step:cvae"] == pytest.approx(0.1) and costs["sample500:cvae"] == pytest.approx(1 / 500)
+    assert "gen_step:cgan" not in costs and "sample500:cgan" not in costs       # the GPU's record
+    assert "gen_step:flow" in costs and "sample500:flow" in costs               # older than the fields: counted
+    assert "gen_step:cgan" in estimate.record_costs("smoke")                    # no device asked: every record
+
+
 def test_audits_keys_are_the_notebooks_keys(smoke_params):
     """The audits notebook's privacy and bias keys, built by its own code, equal `estimate.audits_keys` (which finds
     a resumed run's finished cells by them)."""

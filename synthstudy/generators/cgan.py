@@ -72,12 +72,12 @@ Training recipe (each piece is there for small N on a CPU):
   recall 0.3 is not a matter of one more doubling for it (`analysis_generators.collapse_readings`: short of recall).
   The defaults at 4x paper's budget (12,000 steps, same VM, 1,884 s): FID 2.75, recall 0.13, precision 0.90,
   coverage 0.55 (from 4.60 / 0.09 / 0.83 / 0.39 at 6,000): the family is far from its plateau at paper's 3,000
-  steps, and its recall grows about 1.5x per doubling there, so 0.3 is about two more doublings away (48,000 steps:
-  a GPU job, or ~2 h on 2 cores). At 8x (24,000 steps, same VM, 4,114 s): FID 1.84, recall 0.23, precision 0.89,
-  coverage 0.63, validation CAS 78.6% (paper's classifier, seed 0; the flow at 32,000 steps reads 87.9%): recall
-  grew 1.7x for that doubling and is still short of 0.3. Its FID lies between the flow's at 8,000 and 16,000 steps
-  (2.06 and 1.60, CAS 85.8 and 87.1%), its CAS 7-8 points below both: FID alone does not rank these families as
-  training data (one fit and one classifier seed each: a direction).
+  steps, and its recall grows about 1.5x per doubling there, so 0.3 looked about two more doublings away (48,000
+  steps: a GPU job, or ~2 h on 2 cores; it was not, below). At 8x (24,000 steps, same VM, 4,114 s): FID 1.84, recall
+  0.23, precision 0.89, coverage 0.63, validation CAS 78.6% (paper's classifier, seed 0; the flow at 32,000 steps
+  reads 87.9%): recall grew 1.7x for that doubling and is still short of 0.3. Its FID lies between the flow's at 8,000
+  and 16,000 steps (2.06 and 1.60, CAS 85.8 and 87.1%), its CAS 7-8 points below both: FID alone does not rank these
+  families as training data (one fit and one classifier seed each: a direction).
   At 16x (48,000 steps, same VM, ~2 h of fit at 6.3-6.9 steps/s, resumed once from its snapshot): FID 1.48, recall
   0.24, precision 0.93, coverage 0.68, validation CAS 81.0% (seed 0). Recall grew 1.5x / 1.7x over the doublings to
   12,000 and 24,000 steps, then 1.06x (0.23 -> 0.24) over this one, while FID, coverage and CAS still improve: the
