@@ -81,7 +81,7 @@ import pandas as pd
 import torch
 from IPython.display import Image, Markdown, display
 
-from synthstudy import analysis_scaling, cells, config, generators, metrics, plots, quality, runs, train
+from synthstudy import analysis_scaling, cells, config, metrics, plots, quality, runs, train
 from synthstudy.analysis_generators import (
     best_sampler_reading,
     cas_reference,
@@ -101,15 +101,6 @@ splits, pool, val = ctx.splits, ctx.pool, ctx.val
 run = runs.Run("generators", P.profile, P.model_dump(), device=str(train.resolve_device(P.device)))
 print(f"{splits.name}: generators train on {len(pool)} pool images; {len(val)} held out as the quality "
       f"reference; results in {run.dir}")
-
-
-def fitted(name):
-    """The cached generator of this family on the whole pool (trained here on first use)."""
-    return generators.fit_on_subset(name, pool, dataset=P.dataset, n="all", subset_seed=0,
-                                    steps=P.generator_steps(name), seed=P.gen_seed, device=P.device,
-                                    progress=P.progress,
-                                    config={**generators.study_config(name, P, splits.classes),
-                                            **P.generator_config(name)})[0]
 
 
 # %% [markdown]
@@ -316,21 +307,18 @@ plots.save(fig, "generators_per_class_cas", run.dir)
 
 # %% [markdown]
 # ## Samples: one row per class
-# Each family's quality cell kept the first samples of each class it scored (`cells.sample_grid`), so this figure
-# needs no fit. A record written before cells kept them is drawn from the family's fit instead (trained here if the
-# cache is empty): last among the computing cells, so every table and figure above is written first.
+# Each family's quality cell kept the first samples of each class it scored (`cells.kept_sample_grid`), so this
+# figure needs no fit. A record written before cells kept them gets them now from the family's fit (trained here if
+# the cache is empty): last among the computing cells, so every table and figure above is written first.
 
 # %%
 rows = cells.SAMPLE_ROWS
 fig, axes = plt.subplots(1, len(P.generator_names) + 1, figsize=(3.2 * (len(P.generator_names) + 1), 3.6))
-rng = torch.Generator().manual_seed(0)
-labels = torch.arange(splits.num_classes).repeat_interleave(rows)
 real_idx = torch.cat([torch.nonzero(val.labels == c).flatten()[:rows] for c in range(splits.num_classes)])
 panels = [("real (held out)", val.images[real_idx].float() / 255)]
 for record in quality_records:
-    name, kept = record["key"]["generator"], cells.recorded_samples(run.cell_dir(record["key"]))
-    panels.append((name, torch.from_numpy(kept).float() / 255 if kept is not None
-                   else fitted(name).sample(labels, rng=rng)))
+    kept = cells.kept_sample_grid(record["key"], run.cell_dir(record["key"]), **cells.runtime(P))
+    panels.append((record["key"]["generator"], torch.from_numpy(kept).float() / 255))
 for ax, (title, images) in zip(axes, panels):
     plots.image_grid(ax, images, rows=splits.num_classes)
     ax.set_title(title)

@@ -268,10 +268,26 @@ def sample_grid(images: data.ImageSet, num_classes: int, rows: int = SAMPLE_ROWS
     return images.images[np.concatenate([idx[:rows] for idx in per_class])].numpy()
 
 
-def recorded_samples(cell_dir: Path) -> np.ndarray | None:
-    """The sample grid a quality cell kept (`sample_grid`), or None for a record written before cells kept one."""
+def kept_sample_grid(key: dict, cell_dir: Path, device: str = "auto", progress: bool = False,
+                     weights: tuple = ()) -> np.ndarray:
+    """The sample grid quality cell `key` kept in `cell_dir` (`sample_grid` of the samples it scored). A record
+    written before cells kept one gets one now, drawn from the family's fit (trained here if the cache is empty;
+    balanced labels from seed 0, so other samples than those scored) and saved beside it, so the next machine that
+    reads the records needs no fit either."""
     path = Path(cell_dir) / "samples.npy"
-    return np.load(path) if path.is_file() else None
+    if not path.is_file():
+        gen = _quality_generator(key, device, progress, weights)
+        grid = sample_grid(generators.sample_pool(gen, gen.num_classes * SAMPLE_ROWS, seed=0), gen.num_classes)
+        runs.save_npy(path, grid)
+    return np.load(path)
+
+
+def _quality_generator(key: dict, device: str, progress: bool, weights: tuple):
+    """The whole-pool generator quality cell `key` scores (cached on disk across notebooks)."""
+    ctx = key_context(key)
+    key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
+    return fitted_generator(key["generator"], key_data, len(ctx.pool), 0, key["gen_steps"], key["gen_seed"], device,
+                            progress, weights, config_pairs(key))
 
 
 def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress: bool = False,
@@ -288,9 +304,7 @@ def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress:
     extractor = quality.domain_extractor(ctx.pool, spec["dataset"], steps=spec["steps"], seed=spec["seed"],
                                          model=spec["model"], augment=spec["augment"], batch_size=spec["batch_size"],
                                          device=device, progress=progress)
-    key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
-    gen = fitted_generator(key["generator"], key_data, len(ctx.pool), 0, key["gen_steps"], key["gen_seed"], device,
-                           progress, weights, config_pairs(key))
+    gen = _quality_generator(key, device, progress, weights)
     reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), min(len(ctx.val),
                                                                                 key["quality_samples"]), seed=0))
     start = time.perf_counter()
