@@ -166,6 +166,14 @@ def data_fields(params) -> dict:
 DATA_FIELDS = ("dataset", "val_size", "data_root", "image_size")
 
 
+def key_generator(key: dict, n: int, seed: int, device: str = "auto", progress: bool = False, weights: tuple = ()):
+    """The generator a cell key names (family, steps, seed, settings), trained on the real arm's N images of `seed`
+    (`fitted_generator`: cached on disk across notebooks)."""
+    key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
+    return fitted_generator(key["generator"], key_data, n, seed, key["gen_steps"], key["gen_seed"], device, progress,
+                            weights, config_pairs(key))
+
+
 def batch_source(key: dict, device: str = "auto", progress: bool = False, weights: tuple = ()):
     """The batches of one cell's arm, and the indices of the real subset it derives from."""
     ctx = key_context(key)
@@ -174,9 +182,7 @@ def batch_source(key: dict, device: str = "auto", progress: bool = False, weight
     real = sources.ImageSetSource(ctx.pool.take(idx))
     if key["arm"] == "real":
         return real, idx
-    key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
-    gen = fitted_generator(key["generator"], key_data, n, seed, key["gen_steps"], key["gen_seed"], device, progress,
-                           weights, config_pairs(key))
+    gen = key_generator(key, n, seed, device, progress, weights)
     if key["arm"] == "pool":
         return sources.ImageSetSource(generators.sample_pool(gen, key["m"], seed=seed, progress=progress)), idx
     online = sources.GeneratorStream(gen, num_classes=ctx.splits.num_classes)
@@ -276,18 +282,10 @@ def kept_sample_grid(key: dict, cell_dir: Path, device: str = "auto", progress: 
     reads the records needs no fit either."""
     path = Path(cell_dir) / "samples.npy"
     if not path.is_file():
-        gen = _quality_generator(key, device, progress, weights)
+        gen = key_generator(key, len(key_context(key).pool), 0, device, progress, weights)
         grid = sample_grid(generators.sample_pool(gen, gen.num_classes * SAMPLE_ROWS, seed=0), gen.num_classes)
         runs.save_npy(path, grid)
     return np.load(path)
-
-
-def _quality_generator(key: dict, device: str, progress: bool, weights: tuple):
-    """The whole-pool generator quality cell `key` scores (cached on disk across notebooks)."""
-    ctx = key_context(key)
-    key_data = tuple(sorted((k, key[k]) for k in DATA_FIELDS if k in key))
-    return fitted_generator(key["generator"], key_data, len(ctx.pool), 0, key["gen_steps"], key["gen_seed"], device,
-                            progress, weights, config_pairs(key))
 
 
 def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress: bool = False,
@@ -304,7 +302,7 @@ def generator_quality(key: dict, cell_dir: Path, device: str = "auto", progress:
     extractor = quality.domain_extractor(ctx.pool, spec["dataset"], steps=spec["steps"], seed=spec["seed"],
                                          model=spec["model"], augment=spec["augment"], batch_size=spec["batch_size"],
                                          device=device, progress=progress)
-    gen = _quality_generator(key, device, progress, weights)
+    gen = key_generator(key, len(ctx.pool), 0, device, progress, weights)        # the whole pool's
     reference = ctx.val.take(data.stratified_indices(ctx.val.labels.numpy(), min(len(ctx.val),
                                                                                 key["quality_samples"]), seed=0))
     start = time.perf_counter()
