@@ -81,9 +81,10 @@ Training recipe (each piece is there for small N on a CPU):
   At 16x (48,000 steps, same VM, ~2 h of fit at 6.3-6.9 steps/s, resumed once from its snapshot): FID 1.48, recall
   0.24, precision 0.93, coverage 0.68, validation CAS 81.0% (seed 0). Recall grew 1.5x / 1.7x over the doublings to
   12,000 and 24,000 steps, then 1.06x (0.23 -> 0.24) over this one, while FID, coverage and CAS still improve: the
-  defaults' recall has levelled off short of 0.3, so more budget is not the route to it; the settings that lift
-  recall (mode seeking) do it by spreading samples rather than covering more (coverage below the defaults', above).
-  Paper's generators notebook trains this family at 48,000 steps (`zoo_overrides`), its best measured budget.
+  defaults' recall has levelled off short of 0.3 (one fit per budget: a direction, not a test), so more budget is not
+  the route to it; the settings that lift recall (mode seeking) do it by spreading samples rather than covering more
+  (coverage below the defaults', above). Paper's generators notebook trains this family at 48,000 steps
+  (`zoo_overrides`), its best measured budget.
 
 Cost (counted, not timed): at 28x28 and width 32 one training step costs about 0.28 G multiply-adds per image
 (G ~30 M and D ~20 M per forward; the D step runs D on real + fake, the G step back-propagates through D), so
