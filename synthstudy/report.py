@@ -221,7 +221,10 @@ def timing_section(profile: str) -> str | None:
         done = sum(p.get("cells_computed", 0) for p in parts)
         if last.get("interrupted"):                 # stopped before its end: the total is not known yet
             return f"{done:,} so far (stopped: {last['interrupted']})"
-        return f"{done:,} of {last['cells_total']:,}"
+        total = last["cells_total"]
+        if done > total:    # a change between pieces (code, parameters) gave some cells new keys: computed twice
+            return f"{total:,} of {total:,} (+{done - total:,} recomputed after a change between pieces)"
+        return f"{done:,} of {total:,}"
     rows = []
     for nb in order:
         parts = pieces[nb]

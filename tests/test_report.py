@@ -98,6 +98,11 @@ def test_timing_section_shows_each_notebooks_latest_execution_and_what_it_comput
     assert "| report | 3 | 2 | 1 of 1 |" in text
     reproduce.log_timing("quick", "report", 30.0, 2, 2, before=0, interrupted="SystemExit")   # a new run, stopped
     assert "| report | 0.5 | 1 | 2 so far (stopped: SystemExit) |" in report.timing_section("quick")
+    # a resumed piece whose change gave one cell a new key: that cell is computed twice, not a 7th of 6
+    reproduce.log_timing("quick", "scaling", 60.0, 5, 6, before=0, interrupted="SystemExit")
+    reproduce.log_timing("quick", "scaling", 60.0, 2, 6, before=5)
+    recomputed = "| scaling | 2 | 2 | 6 of 6 (+1 recomputed after a change between pieces) |"
+    assert recomputed in report.timing_section("quick")
     assert "| baseline | 15 | 2 | 36 of 36 |" in text and "| generators | 20 | 1 | not logged |" in text
     assert "| scaling | 15 | 1 | 10 of 10 |" in text and "| multiview | 3 | 2 | 5 of 5 |" in text
     audits = next(line for line in text.splitlines() if line.startswith("| audits"))
