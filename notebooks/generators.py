@@ -268,6 +268,8 @@ else:
 # (rows named e.g. `flow64000/heun:4:1`: 64,000 steps, 4 Heun steps, guidance 1). The best of them on validation CAS
 # (at least 3 seeds) is judged against 0.95 × the real arm above, with a Welch interval: on validation, where it was
 # chosen (so read it as optimistic), and on test, which chose nothing (`analysis_generators.best_sampler_reading`).
+# The best mean need not be this run's setting: where the sampler comparisons above call a larger budget equivalent
+# to this run's (paper: `flow128000/heun:4:1` against `flow64000/heun:4:1`), the cheaper fit is kept.
 
 # %%
 best_reading = best_sampler_reading(sampler_rows(runs.results_root() / P.profile / "flow_samplers"), cas_table)
